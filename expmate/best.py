@@ -1,0 +1,208 @@
+"""Best-metric tracking: mode detection from the name, updates, atomic save and reload.
+
+``best.json`` maps ``{split}_{name}`` to ``{"value", "step", "mode"}``. Updates happen in memory;
+the file is replaced atomically (temp file + ``os.replace``) when the logger flushes, so an improving
+loss costs no file write per call and a kill at any instant leaves the old or the new file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from expmate.sinks.base import report_failure
+
+MODES = ("min", "max")
+
+_MIN_WORDS = frozenset(
+    [
+        "loss",
+        "losses",
+        "error",
+        "err",
+        "errors",
+        "perplexity",
+        "ppl",
+        "mse",
+        "mae",
+        "rmse",
+        "msle",
+        "mape",
+        "smape",
+        "wer",
+        "cer",
+        "ter",
+        "fid",
+        "kid",
+        "nll",
+        "bpd",
+        "bpc",
+        "eer",
+        "kl",
+        "kld",
+        "divergence",
+        "lpips",
+        "regret",
+        "cost",
+        "distance",
+    ]
+)
+_MAX_WORDS = frozenset(
+    [
+        "accuracy",
+        "acc",
+        "f1",
+        "fscore",
+        "auc",
+        "auroc",
+        "auprc",
+        "ap",
+        "precision",
+        "prec",
+        "recall",
+        "iou",
+        "miou",
+        "map",
+        "bleu",
+        "sacrebleu",
+        "rouge",
+        "rougel",
+        "dice",
+        "psnr",
+        "ssim",
+        "r2",
+        "mrr",
+        "ndcg",
+        "hit",
+        "hits",
+        "hitrate",
+        "reward",
+        "return",
+        "score",
+        "top1",
+        "top5",
+        "em",
+        "exact",
+        "meteor",
+        "cider",
+        "spice",
+        "sensitivity",
+        "specificity",
+        "mcc",
+        "kappa",
+    ]
+)
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_SPLIT = re.compile(r"[^a-z0-9]+")
+
+
+@lru_cache(maxsize=4096)
+def detect_mode(name: str) -> str | None:
+    """The direction in which ``name`` improves, from the words in it, or None when unknown.
+
+    The last recognised word wins (``top1_error`` is an error, so ``min``); trailing digits are
+    ignored (``rouge1`` is ``rouge``).
+
+    Example:
+        >>> detect_mode("val_loss"), detect_mode("top1_accuracy"), detect_mode("lr")
+        ('min', 'max', None)
+    """
+    words = _SPLIT.split(_CAMEL.sub("_", name).lower())
+    for word in reversed(words):
+        for candidate in (word, word.rstrip("0123456789")):
+            if candidate in _MIN_WORDS:
+                return "min"
+            if candidate in _MAX_WORDS:
+                return "max"
+    return None
+
+
+def check_mode(mode: str | None) -> None:
+    """Raise ValueError unless ``mode`` is None, ``'min'`` or ``'max'``."""
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"mode must be 'min', 'max' or None (detect from the name), not {mode!r}")
+
+
+class BestTracker:
+    """Keeps the best value of each tracked metric and persists them to ``best.json``.
+
+    Args:
+        path: the file to load from and save to, or None to keep bests in memory only.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        # key -> [value, step, mode]; a list so an update is three stores, no allocation.
+        self._best: dict[str, list[Any]] = {}
+        self.dirty = False
+        if path is not None:
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            report_failure(f"reading {path}", exc)
+            return
+        try:
+            data = json.loads(text)
+            for key, entry in data.items():
+                self._best[key] = [float(entry["value"]), entry["step"], entry["mode"]]
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            report_failure(f"reading {path} (kept on disk, tracking starts afresh)", exc)
+            self._best.clear()
+
+    def update(self, key: str, value: float, step: int, mode: str) -> bool:
+        """Record ``value`` if it beats the best so far; NaN and infinities never do.
+
+        Returns:
+            True when ``value`` is the new best.
+        """
+        entry = self._best.get(key)
+        if entry is not None and entry[2] == mode:
+            if not (value < entry[0] if mode == "min" else value > entry[0]):
+                return False
+            if not math.isfinite(value):
+                return False
+            entry[0] = value
+            entry[1] = step
+        else:
+            if not math.isfinite(value):
+                return False
+            self._best[key] = [value, step, mode]
+        self.dirty = True
+        return True
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """``{'value', 'step', 'mode'}`` for ``key`` (a copy), or None if it has no best yet."""
+        entry = self._best.get(key)
+        if entry is None:
+            return None
+        return {"value": entry[0], "step": entry[1], "mode": entry[2]}
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """All bests, as written to ``best.json``."""
+        return {key: {"value": e[0], "step": e[1], "mode": e[2]} for key, e in self._best.items()}
+
+    def save(self) -> None:
+        """Replace ``best.json`` atomically if anything changed since the last save."""
+        if not self.dirty or self.path is None:
+            return
+        self.dirty = False
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            report_failure(f"writing {self.path}", exc)
+            self.dirty = True
+            with contextlib.suppress(OSError):
+                tmp.unlink()

@@ -1,0 +1,115 @@
+"""When buffered lines reach the disk: on a time interval, at exit, on SIGTERM, never twice after fork.
+
+One daemon thread serves every open logger: it wakes a few times per flush interval and flushes the
+loggers whose interval has passed. At interpreter exit and on SIGTERM every open logger is flushed
+(files only: no collective is started from here, since other ranks are not there to join it).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import threading
+import time
+import weakref
+from types import FrameType
+from typing import Any, Protocol
+
+
+class Flushable(Protocol):
+    flush_interval: float
+
+    def flush_files(self, now: float | None = None) -> None: ...
+
+    def due(self, now: float) -> bool: ...
+
+    def discard_buffers(self) -> None: ...
+
+
+_live: weakref.WeakSet[Any] = weakref.WeakSet()
+_lock = threading.Lock()
+_wake = threading.Event()
+_thread: threading.Thread | None = None
+_sigterm_installed = False
+_previous_sigterm: Any = None
+
+
+def register(logger: Flushable) -> None:
+    """Start flushing ``logger`` in the background and at exit/SIGTERM."""
+    global _thread
+    with _lock:
+        _live.add(logger)
+        if _thread is None or not _thread.is_alive():
+            _thread = threading.Thread(target=_run, name="expmate-flush", daemon=True)
+            _thread.start()
+    _install_sigterm()
+
+
+def unregister(logger: Flushable) -> None:
+    """Stop flushing ``logger`` (after it closed)."""
+    with _lock:
+        _live.discard(logger)
+
+
+def _loggers() -> list[Any]:
+    with _lock:
+        return list(_live)
+
+
+def _run() -> None:
+    while True:
+        loggers = _loggers()
+        tick = min((lg.flush_interval for lg in loggers), default=1.0) / 4
+        _wake.wait(min(max(tick, 0.01), 0.25))
+        _wake.clear()
+        now = time.time()
+        for logger in loggers:
+            if logger.due(now):
+                logger.flush_files(now)
+
+
+def flush_all() -> None:
+    """Flush the files of every open logger (no collectives)."""
+    for logger in _loggers():
+        logger.flush_files()
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    flush_all()
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+        return
+    if previous == signal.SIG_IGN:
+        return
+    # Default action: die of SIGTERM as if we had never been here.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_sigterm() -> None:
+    """Chain a flush in front of the current SIGTERM handler (main thread only, once)."""
+    global _sigterm_installed, _previous_sigterm
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        _previous_sigterm = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):
+        return
+    _sigterm_installed = True
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a data-loader worker) owns none of the parent's waiting lines or thread."""
+    global _thread, _sigterm_installed
+    for logger in list(_live):
+        logger.discard_buffers()
+    _thread = None
+    _sigterm_installed = True  # the handler copied from the parent is kept as is
+
+
+atexit.register(flush_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,618 @@
+"""ExperimentLogger: builds events from calls and hands them to this rank's sinks."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from expmate import flushing
+from expmate.best import BestTracker, check_mode, detect_mode
+from expmate.colors import use_color
+from expmate.events import (
+    KIND_MESSAGE,
+    KIND_STAGE,
+    KIND_TIMER,
+    LEVELS,
+    Event,
+    check_field_names,
+    level_name,
+)
+from expmate.ranks import detect_rank, detect_world_size, process_group_ready
+from expmate.rate_limit import RateLimitBlock, RateLimiter, check_rate
+from expmate.sinks import (
+    AppendFile,
+    ConsoleSink,
+    HandlerSink,
+    JsonlSink,
+    MetricsCsvSink,
+    TextLogSink,
+)
+from expmate.spans import StageBlock, StageStack, TimerBlock
+from expmate.values import metric_value, step_value, text_value
+
+REDUCE_OPS = ("mean", "sum", "min", "max")
+_DEFAULT: Any = object()  # "use the logger's default" for per-call options
+_MAX_WAITING = 2048  # lines held in memory before a flush is forced (bounds memory)
+_ids = itertools.count()
+
+
+def _check_reduce(op: Any) -> str | None:
+    if op is None or op in REDUCE_OPS:
+        return op  # type: ignore[no-any-return]
+    raise ValueError(f"reduce must be one of {', '.join(REDUCE_OPS)} or None, not {op!r}")
+
+
+def _prepare_run_dir(run_dir: Path) -> None:
+    """Create ``run_dir`` or fail now, naming it, if it cannot hold the run's files."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NotADirectoryError(f"run_dir {str(run_dir)!r} exists and is not a directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"cannot create run_dir {str(run_dir)!r}: {exc.strerror or exc}") from exc
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise PermissionError(f"run_dir {str(run_dir)!r} is not writable")
+
+
+class ExperimentLogger:
+    """Console, ``exp.log``, ``events.jsonl``, ``metrics.csv`` and ``best.json`` in one run directory.
+
+    Under torchrun each rank writes its own files (``exp_rank{r}.log``, ``events_rank{r}.jsonl``,
+    ``metrics_rank{r}.csv`` for unreduced metrics); only global rank 0 prints to the console and
+    writes ``metrics.csv``/``best.json``. Metrics logged with ``reduce=`` are combined across ranks
+    (see ``docs/distributed.md`` for exactly when that collective runs).
+
+    Args:
+        run_dir: the run directory (created if missing). None generates ``runs/<run_id>``, the same
+            name on every rank.
+        rank: this process's global rank; None reads it from the process group or ``RANK``.
+        run_id: written into every JSONL event; defaults to the run directory's name.
+        log_level: DEBUG, INFO, WARNING, ERROR or CRITICAL; None uses ``expmate.log_level``.
+        console_output: print to the console (global rank 0 only).
+        reduce: the default cross-rank reduction of ``log_metric`` (``mean``, ``sum``, ``min``,
+            ``max``), or None to log each rank's own values.
+        sync_timeout: seconds a rank waits for the others at a metric sync before failing.
+        flush_interval: at most this many seconds pass before buffered lines reach the disk.
+        color: force console colors on or off; None decides from NO_COLOR, FORCE_COLOR and the TTY.
+        console_stream: where console lines go; None means the current ``sys.stdout``.
+
+    Raises:
+        NotADirectoryError, OSError, PermissionError: ``run_dir`` cannot hold the run's files.
+        ValueError: an unknown level, reduction or a non-positive interval.
+
+    Example:
+        >>> logger = ExperimentLogger(run_dir="runs/exp1", console_output=False)  # doctest: +SKIP
+        >>> logger.log_metric(step=0, split="val", name="loss", value=0.5)  # doctest: +SKIP
+        >>> logger.get_best_metric("loss")  # doctest: +SKIP
+        {'value': 0.5, 'step': 0, 'mode': 'min'}
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str] | None = None,
+        rank: int | None = None,
+        run_id: str | None = None,
+        log_level: str | int | None = None,
+        console_output: bool = True,
+        *,
+        reduce: str | None = None,
+        sync_timeout: float = 300.0,
+        flush_interval: float = 1.0,
+        color: bool | None = None,
+        console_stream: IO[str] | None = None,
+    ) -> None:
+        pkg = sys.modules["expmate"]
+        self.level = level_name(log_level if log_level is not None else pkg.log_level)
+        self._levelno = LEVELS[self.level]
+        self.default_reduce = _check_reduce(reduce)
+        if not (isinstance(flush_interval, (int, float)) and flush_interval > 0):
+            raise ValueError(
+                f"flush_interval must be a positive number of seconds, not {flush_interval!r}"
+            )
+        if not (isinstance(sync_timeout, (int, float)) and sync_timeout > 0):
+            raise ValueError(
+                f"sync_timeout must be a positive number of seconds, not {sync_timeout!r}"
+            )
+        self.flush_interval = float(flush_interval)
+        self.sync_timeout = float(sync_timeout)
+        self.rank = detect_rank() if rank is None else int(rank)
+        self.world_size = detect_world_size()
+        if run_dir is None:
+            from expmate.run_id import shared_run_id
+
+            run_dir = Path("runs") / shared_run_id(run_id)
+        self.run_dir = Path(run_dir)
+        _prepare_run_dir(self.run_dir)
+        self.run_id = str(run_id) if run_id is not None else self.run_dir.name
+        suffix = "" if self.rank == 0 else f"_rank{self.rank}"
+        self._text_path = self.run_dir / f"exp{suffix}.log"
+        self._metrics_path = self.run_dir / f"metrics{suffix}.csv"
+        resumed = (self.run_dir / f"events{suffix}.jsonl").exists()
+
+        self._lock = threading.Lock()  # guards buffers and in-memory state
+        self._io_lock = threading.Lock()  # orders flushes; taken before _lock, never after
+        uid = next(_ids)
+        self._stages: ContextVar[StageStack] = ContextVar(f"expmate_stages_{uid}", default=())
+        self._quiet: ContextVar[bool] = ContextVar(f"expmate_quiet_{uid}", default=False)
+        self._jsonl = JsonlSink(
+            self.run_dir / f"events{suffix}.jsonl", run_id=self.run_id, rank=self.rank
+        )
+        self._human: TextLogSink | HandlerSink = TextLogSink(self._text_path)
+        self._handler: logging.Handler | None = None
+        self._console: ConsoleSink | None = None
+        if console_output and self.rank == 0:
+            stream = console_stream if console_stream is not None else sys.stdout
+            self._console = ConsoleSink(console_stream, color=use_color(stream, color))
+        self._metrics: MetricsCsvSink | None = None  # opened with the first row
+        self._best = BestTracker(self.run_dir / "best.json" if self.rank == 0 else None)
+        self._keys: dict[tuple[str, str], tuple[str, str, str | None]] = {}
+        self._device_rows: list[tuple[Any, ...]] = []
+        self._reduce_opts: dict[tuple[str, str], tuple[bool, str | None]] = {}
+        self._reducer: Any = None
+        self._limiters: dict[Any, RateLimiter] = {}
+        self._waiting = 0
+        self._last_flush = time.time()
+        self.closed = False
+        flushing.register(self)
+        self._opened(resumed)
+
+    def _opened(self, resumed: bool) -> None:
+        """Record what the run directory should know about how this process started."""
+        if self.rank == 0:
+            from expmate.config import active_config
+
+            config = active_config()
+            if config is not None:
+                config.save(self.run_dir / "config.yaml")
+        restarts = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        if restarts.isdigit() and int(restarts) > 0:
+            self.warning(
+                f"Restarted by torchrun (restart {restarts}); appending to {self.run_dir}",
+                restart_count=int(restarts),
+            )
+        elif resumed:
+            self.info(f"Resuming run: appending to existing files in {self.run_dir}")
+
+    # ------------------------------------------------------------------ messages
+
+    def debug(self, message: Any, **fields: Any) -> None:
+        """Log at DEBUG (cyan on the console); keyword fields go into the JSONL event."""
+        if self._levelno <= 10:
+            self._message(10, "DEBUG", message, fields)
+
+    def info(self, message: Any, **fields: Any) -> None:
+        """Log at INFO (green on the console); keyword fields go into the JSONL event."""
+        if self._levelno <= 20:
+            self._message(20, "INFO", message, fields)
+
+    def warning(self, message: Any, **fields: Any) -> None:
+        """Log at WARNING (yellow on the console)."""
+        if self._levelno <= 30:
+            self._message(30, "WARNING", message, fields)
+
+    def error(self, message: Any, **fields: Any) -> None:
+        """Log at ERROR (red on the console)."""
+        if self._levelno <= 40:
+            self._message(40, "ERROR", message, fields)
+
+    def critical(self, message: Any, **fields: Any) -> None:
+        """Log at CRITICAL."""
+        self._message(50, "CRITICAL", message, fields)
+
+    def log(self, message: Any, level: str | int = "INFO", **fields: Any) -> None:
+        """Log at ``level`` given by name (any case) or number.
+
+        Raises:
+            ValueError: an unknown level, named in the message.
+        """
+        name = level_name(level)
+        if LEVELS[name] >= self._levelno:
+            self._message(LEVELS[name], name, message, fields)
+
+    def _message(self, levelno: int, level: str, message: Any, fields: dict[str, Any]) -> None:
+        if self.closed:
+            self._raise_closed()
+        if type(message) is not str:
+            message = str(message)
+        frames = self._stages.get()
+        if fields:
+            check_field_names(fields, "logging call")
+            if frames:
+                fields = {**frames[-1][1], **fields}
+            stage = frames[-1][0] if frames else None
+        elif frames:
+            stage, fields = frames[-1]
+        else:
+            stage = None
+        self._dispatch(
+            Event(
+                time.time(), level, message, KIND_MESSAGE, stage, fields or None, self._quiet.get()
+            )
+        )
+
+    def _stage_event(
+        self, level: str, message: str, path: str, meta: dict[str, Any], what: str, **extra: Any
+    ) -> None:
+        if LEVELS[level] < self._levelno:
+            return
+        fields = {**meta, "stage_event": what, **extra}
+        self._dispatch(
+            Event(time.time(), level, message, KIND_STAGE, path, fields, self._quiet.get())
+        )
+
+    def _timer_event(self, name: str, elapsed: float, *, failed: bool) -> None:
+        if self._levelno > 20:
+            return
+        frames = self._stages.get()
+        stage, meta = frames[-1] if frames else (None, {})
+        fields = {**meta, "timer": name, "elapsed": elapsed}
+        if failed:
+            fields["status"] = "error"
+        message = f"Timer [{name}]: {elapsed:.4f}s"
+        self._dispatch(
+            Event(time.time(), "INFO", message, KIND_TIMER, stage, fields, self._quiet.get())
+        )
+
+    def _dispatch(self, event: Event) -> None:
+        """Hand one event to the sinks: JSONL always, the human transcript unless rate-limited."""
+        with self._lock:
+            self._jsonl.emit(event)
+            if not event.rate_limited:
+                self._human.emit(event)
+                if self._console is not None and sys.modules["expmate"].verbose:
+                    self._console.emit(event)
+            self._waiting += 1
+            full = self._waiting >= _MAX_WAITING
+        if full:
+            self.flush_files()
+
+    def _raise_closed(self) -> None:
+        raise RuntimeError(
+            f"ExperimentLogger for {str(self.run_dir)!r} is closed; nothing was logged"
+        )
+
+    # ------------------------------------------------------------------ metrics
+
+    def log_metric(
+        self,
+        step: int,
+        split: str,
+        name: str,
+        value: Any,
+        track_best: bool = True,
+        mode: str | None = None,
+        *,
+        reduce: str | None = _DEFAULT,
+        weight: float = 1.0,
+    ) -> None:
+        """Append one row to ``metrics.csv`` and update the best value of ``{split}_{name}``.
+
+        Args:
+            step: the training step or epoch (an integer).
+            split: ``train``, ``val``, ``test``, ... (any text; quoted in the CSV as needed).
+            name: the metric name.
+            value: int, float, bool, numpy scalar, or a one-element tensor on any device (device
+                values are copied to the host once per flush or sync, never per call).
+            track_best: keep the best value in ``best.json``.
+            mode: ``min`` or ``max``; None detects it from the name (``loss`` -> min, ``accuracy``
+                -> max) and leaves a name that says neither untracked.
+            reduce: ``mean``, ``sum``, ``min``, ``max`` across ranks, or None for this rank's own
+                value; defaults to the logger's ``reduce``.
+            weight: this rank's weight in a ``mean`` (e.g. its sample count).
+
+        Raises:
+            TypeError, ValueError: a bad step, split, name, value, mode or reduction, named.
+        """
+        if self.closed:
+            self._raise_closed()
+        step = step_value(step)
+        value = metric_value(value, what=f"value of metric {split!r}/{name!r}")
+        if mode is not None:
+            check_mode(mode)
+        op = self.default_reduce if reduce is _DEFAULT else _check_reduce(reduce)
+        if op is not None and self.world_size > 1:
+            self._reduce(step, split, name, value, op, weight, track_best, mode)
+        elif type(value) is float or type(value) is int:
+            self._record(step, split, name, value, track_best, mode, time.time())
+        else:
+            self._key(split, name)
+            with self._lock:
+                self._device_rows.append((step, split, name, value, track_best, mode, time.time()))
+
+    def log_metrics(
+        self,
+        step: int,
+        split: str,
+        metrics: Mapping[str, Any],
+        *,
+        track_best: bool = True,
+        reduce: str | None = _DEFAULT,
+        weight: float = 1.0,
+    ) -> None:
+        """Log every ``name: value`` of ``metrics`` for one step and split (modes from the names).
+
+        Example:
+            >>> logger.log_metrics(3, "val", {"loss": 0.41, "accuracy": 0.9})  # doctest: +SKIP
+        """
+        if not isinstance(metrics, Mapping):
+            raise TypeError(
+                f"metrics must be a mapping of name to value, got {type(metrics).__name__}"
+            )
+        for name, value in metrics.items():
+            self.log_metric(step, split, name, value, track_best, reduce=reduce, weight=weight)
+
+    def _key(self, split: Any, name: Any) -> tuple[str, str, str | None]:
+        """The CSV middle, best.json key and detected mode of a (split, name) pair, cached."""
+        try:
+            found = self._keys.get((split, name))
+        except TypeError:
+            found = None
+        if found is not None:
+            return found
+        text_value(split, what="split")
+        text_value(name, what="metric name")
+        found = (MetricsCsvSink.middle(split, name), f"{split}_{name}", detect_mode(name))
+        self._keys[(split, name)] = found
+        return found
+
+    def _record(
+        self,
+        step: int,
+        split: str,
+        name: str,
+        value: float | int,
+        track_best: bool,
+        mode: str | None,
+        wall: float,
+        *,
+        write: bool = True,
+    ) -> None:
+        """Write one host-side value: a CSV row (when ``write``) and the best-value update."""
+        middle, best_key, detected = self._key(split, name)
+        with self._lock:
+            if write:
+                metrics = self._metrics
+                if metrics is None:
+                    metrics = self._metrics = MetricsCsvSink(self._metrics_path)
+                metrics.row(step, middle, value, wall)
+            if track_best and sys.modules["expmate"].track_metrics:
+                direction = mode or detected
+                if direction is not None:
+                    self._best.update(best_key, float(value), step, direction)
+            self._waiting += 1
+            full = self._waiting >= _MAX_WAITING
+        if full:
+            self.flush_files()
+
+    # ------------------------------------------------------------------ cross-rank reduction
+
+    def _reduce(
+        self,
+        step: int,
+        split: str,
+        name: str,
+        value: Any,
+        op: str,
+        weight: float,
+        track_best: bool,
+        mode: str | None,
+    ) -> None:
+        self._key(split, name)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+            raise ValueError(f"weight must be a non-negative number, not {weight!r}")
+        self._reduce_opts[(split, name)] = (track_best, mode)
+        if self._reducer is None:
+            self._reducer = self._make_reducer()
+        self._reducer.add(step, split, name, value, op, float(weight))
+
+    def _make_reducer(self) -> Any:
+        if not process_group_ready():
+            raise RuntimeError(
+                f"WORLD_SIZE={self.world_size} but no torch.distributed process group is "
+                "initialized, so metrics cannot be reduced across ranks; call "
+                "expmate.torch.mp.setup_ddp() before logging reduced metrics"
+            )
+        from expmate.torch.reduce import MetricReducer
+
+        return MetricReducer(self._emit_reduced, timeout=self.sync_timeout)
+
+    def _emit_reduced(self, step: int, split: str, name: str, value: float) -> None:
+        """Called on every rank with each reduced value; rank 0 writes it, all ranks track best."""
+        track_best, mode = self._reduce_opts.get((split, name), (True, None))
+        self._record(step, split, name, value, track_best, mode, time.time(), write=self.rank == 0)
+
+    def sync(self) -> None:
+        """Reduce the metrics waiting for the current step now (a collective once any reduced
+        metric was logged: every rank must call it at the same point)."""
+        if self.closed:
+            self._raise_closed()
+        if self._reducer is not None:
+            self._reducer.sync()
+
+    # ------------------------------------------------------------------ best values
+
+    def get_best_metric(self, name: str, split: str = "val") -> dict[str, Any] | None:
+        """``{'value', 'step', 'mode'}`` of the best ``split``/``name`` so far, or None.
+
+        Device values logged since the last flush are copied to the host first. Reduced metrics
+        count from their last sync (the current step's values are reduced when the step changes).
+        """
+        self._materialize()
+        return self._best.get(f"{split}_{name}")
+
+    # ------------------------------------------------------------------ stages, timers, rate limits
+
+    def stage(self, name: str, **metadata: Any) -> StageBlock:
+        """A block logged as ``Stage [outer/name] (k=v) - START`` ... ``- END (1.2s)``.
+
+        Every event inside carries ``stage`` (the full path) and the metadata of every enclosing
+        stage. An exception inside logs an ERROR event, then END, and propagates.
+
+        Raises:
+            ValueError: an empty name, or metadata named like an event field (``level``, ...).
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"stage name must be a non-empty string, not {name!r}")
+        check_field_names(metadata, f"stage {name!r} metadata")
+        return StageBlock(self, self._stages, name, metadata)
+
+    def timer(self, name: str, log_result: bool = True) -> TimerBlock:
+        """A block timed by the wall clock: ``Timer [name]: 0.1234s``; yields ``{'elapsed': s}``.
+
+        Asynchronous GPU work is not waited for: synchronize first if it must be included.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"timer name must be a non-empty string, not {name!r}")
+        return TimerBlock(self, name, log_result)
+
+    def profile(self, name: str, log_result: bool = True) -> TimerBlock:
+        """Deprecated alias of :meth:`timer`."""
+        warnings.warn(
+            "ExperimentLogger.profile() is deprecated; use timer() (or torch.profiler for "
+            "detailed profiling)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.timer(name, log_result)
+
+    def log_every(
+        self, every: int | None = None, seconds: float | None = None, key: Any = None
+    ) -> RateLimitBlock:
+        """Show the messages of this block on the console and in exp.log only every ``every``
+        passes or ``seconds`` seconds; JSONL gets them all.
+
+        Without ``key`` each call site (file and line) has its own limiter.
+
+        Raises:
+            ValueError, TypeError: not exactly one positive ``every``/``seconds``.
+        """
+        check_rate(every, seconds)
+        if key is None:
+            caller = sys._getframe(1)
+            key = (caller.f_code.co_filename, caller.f_lineno)
+        limiter = self._limiters.get(key)
+        if limiter is None:
+            limiter = self._limiters[key] = RateLimiter(every, seconds)
+        return RateLimitBlock(limiter, self._quiet)
+
+    # ------------------------------------------------------------------ custom handler
+
+    @property
+    def log_handler(self) -> logging.Handler | None:
+        """The ``logging.Handler`` that receives the human-readable log instead of ``exp.log``."""
+        return self._handler
+
+    @log_handler.setter
+    def log_handler(self, handler: logging.Handler | None) -> None:
+        if handler is not None and not isinstance(handler, logging.Handler):
+            raise TypeError(f"log_handler must be a logging.Handler or None, not {handler!r}")
+        with self._io_lock, self._lock:
+            self._human.close()
+            self._handler = handler
+            self._human = (
+                HandlerSink(handler) if handler is not None else TextLogSink(self._text_path)
+            )
+
+    # ------------------------------------------------------------------ flushing and closing
+
+    def due(self, now: float) -> bool:
+        """Whether the flush interval has passed (asked by the background flusher)."""
+        return now - self._last_flush >= self.flush_interval
+
+    def _materialize(self) -> None:
+        """Copy waiting device values to the host in one transfer and record them."""
+        with self._lock:
+            rows, self._device_rows = self._device_rows, []
+        if not rows:
+            return
+        torch = sys.modules["torch"]
+        host = torch.stack([r[3].reshape(()).to(torch.float64) for r in rows]).cpu().tolist()
+        for (step, split, name, _, track_best, mode, wall), value in zip(rows, host, strict=False):
+            self._record(step, split, name, value, track_best, mode, wall)
+
+    def flush_files(self, now: float | None = None) -> None:
+        """Write every buffered line and ``best.json`` now; no cross-rank communication."""
+        with self._io_lock:
+            try:
+                self._materialize()
+            except Exception as exc:  # noqa: BLE001 - a broken device must not stop the flush
+                from expmate.sinks import report_failure
+
+                report_failure("copying device metric values", exc)
+            with self._lock:
+                batches = [(f, f.take()) for f in self._files()]
+                self._waiting = 0
+            for target, lines in batches:
+                target.write(lines)
+            if isinstance(self._human, HandlerSink):
+                self._human.flush()
+            if self._console is not None:
+                self._console.flush()
+            self._best.save()
+            self._last_flush = time.time() if now is None else now
+
+    def flush(self) -> None:
+        """Reduce waiting metrics (a collective under torchrun once reduced metrics were logged),
+        then write everything buffered to disk."""
+        if self.closed:
+            return
+        if self._reducer is not None:
+            self._reducer.sync()
+        self.flush_files()
+
+    def _files(self) -> list[AppendFile]:
+        """The buffered files this logger writes now."""
+        sinks = (self._jsonl, self._human, self._metrics)
+        return [s.file for s in sinks if isinstance(s, (JsonlSink, TextLogSink, MetricsCsvSink))]
+
+    def discard_buffers(self) -> None:
+        """Drop waiting lines (called in a forked child, which must not write its parent's lines)."""
+        for file in self._files():
+            file.discard()
+        self._device_rows = []
+        self._waiting = 0
+
+    def close(self, *, sync: bool = True) -> None:
+        """Reduce what is waiting (unless ``sync=False``), flush and close every file.
+
+        Closing twice is harmless; logging after close raises RuntimeError.
+        """
+        if self.closed:
+            return
+        try:
+            if sync and self._reducer is not None:
+                self._reducer.close()
+        finally:
+            self.flush_files()
+            self.closed = True
+            flushing.unregister(self)
+            with self._io_lock, self._lock:
+                for sink in (self._jsonl, self._human, self._metrics):
+                    if sink is not None:
+                        sink.close()
+
+    def __enter__(self) -> ExperimentLogger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # On an exception other ranks may never reach a collective: close without one.
+        self.close(sync=exc_type is None)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"ExperimentLogger(run_dir={str(self.run_dir)!r}, rank={self.rank}, {state})"

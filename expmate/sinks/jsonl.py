@@ -1,0 +1,122 @@
+"""Machine-readable events: one strict-JSON object a line.
+
+Strict means no bare ``NaN``/``Infinity`` tokens: a non-finite float is written as the string
+``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (the spelling of the protobuf JSON mapping), so every line
+parses with any JSON reader and the information is kept. Values JSON cannot encode (paths, numpy
+scalars, tensors, sets, dataclasses, anything else) are converted, never a crash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import json
+import math
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from pathlib import Path, PurePath
+from typing import Any
+
+from expmate.events import Event
+from expmate.sinks.base import AppendFile
+
+_NONFINITE = {math.inf: '"Infinity"', -math.inf: '"-Infinity"'}
+
+
+def _plain(value: Any) -> Any:
+    """Turn one value JSON cannot encode into one it can (called by ``json.dumps`` as ``default``)."""
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars, torch tensors
+    if callable(tolist):
+        try:
+            detach = getattr(value, "detach", None)
+            return (detach() if callable(detach) else value).tolist()
+        except Exception:  # noqa: BLE001 - any odd object falls back to its repr below
+            pass
+    return repr(value)
+
+
+def _finite(value: Any) -> Any:
+    """Replace non-finite floats anywhere inside ``value`` by their string spelling."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_line_value(value: Any) -> str:
+    """Encode one field value as strict JSON text."""
+    kind = type(value)
+    if kind is str:
+        return encode_basestring(value)  # type: ignore[no-any-return]
+    if kind is int or value is None or kind is bool:
+        return json.dumps(value)
+    if kind is float:
+        if value != value:
+            return '"NaN"'
+        return _NONFINITE.get(value) or repr(value)
+    try:
+        return json.dumps(value, default=_plain, allow_nan=False, ensure_ascii=False)
+    except ValueError:
+        # A NaN somewhere inside (possibly only after conversion): rebuild and spell it out.
+        converted = json.loads(json.dumps(value, default=_plain, ensure_ascii=False))
+        return json.dumps(_finite(converted), allow_nan=False, ensure_ascii=False)
+    except (TypeError, RecursionError):
+        return encode_basestring(repr(value))  # type: ignore[no-any-return]
+
+
+class JsonlSink:
+    """Writes each event as one JSON object line of ``events.jsonl`` (or ``events_rank{r}.jsonl``).
+
+    Args:
+        path: the file.
+        run_id: written into every event.
+        rank: written into every event.
+    """
+
+    def __init__(self, path: Path, *, run_id: str, rank: int) -> None:
+        self.file = AppendFile(path)
+        self._tail = f', "run_id": {encode_basestring(run_id)}, "rank": {int(rank)}'
+
+    def emit(self, event: Event) -> None:
+        extra = ""
+        if event.stage is not None:
+            extra = f', "stage": {encode_basestring(event.stage)}'
+        if event.fields:
+            extra += "".join(
+                f", {encode_basestring(str(k))}: {json_line_value(v)}"
+                for k, v in event.fields.items()
+            )
+        if event.rate_limited:
+            extra += ', "rate_limited": true'
+        self.file.buffer.append(
+            f'{{"timestamp": {event.timestamp!r}, "level": "{event.level}", '
+            f'"message": {encode_basestring(event.message)}{self._tail}{extra}}}\n'
+        )
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+__all__ = ["JsonlSink", "json_line_value"]

@@ -1,0 +1,101 @@
+"""Turning what users pass as a metric value into a number, without importing torch or numpy.
+
+Accepted: int, float, bool (as 0/1), numbers such as Decimal or Fraction, numpy scalars and
+one-element arrays, one-element torch tensors (0-dim or not, any device). Anything else is a
+TypeError or ValueError that names the value.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+from typing import Any
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} (type {type(value).__module__}.{type(value).__qualname__})"
+
+
+_tensor_types: set[type] = set()
+
+
+def is_torch_tensor(value: Any) -> bool:
+    """True for torch tensors and their subclasses (Parameter), found without importing torch."""
+    kind = type(value)
+    if kind in _tensor_types:
+        return True
+    if any(cls.__module__ == "torch" and cls.__name__ == "Tensor" for cls in kind.__mro__):
+        _tensor_types.add(kind)
+        return True
+    return False
+
+
+def check_tensor(value: Any, *, what: str) -> None:
+    """Raise ValueError unless the tensor holds exactly one real number (no ``.item()`` here)."""
+    if value.numel() != 1:
+        raise ValueError(
+            f"{what} must be a single number, got a tensor of shape {tuple(value.shape)}"
+        )
+    if value.is_complex():
+        raise TypeError(f"{what} must be a real number, got a complex tensor {_describe(value)}")
+
+
+def metric_value(value: Any, *, what: str = "metric value") -> Any:
+    """Validate a metric value and return it as int/float, or as the tensor itself when it lives
+    on an accelerator (so the caller can copy many of them to the host at once, later).
+
+    Raises:
+        TypeError: not a number (None, str, list, dict, ...).
+        ValueError: an array or tensor with other than exactly one element.
+    """
+    kind = type(value)
+    if kind is float or kind is int:
+        return value
+    if kind is bool:
+        return int(value)
+    if is_torch_tensor(value):
+        check_tensor(value, what=what)
+        if value.is_cpu:
+            return value.item()
+        return value.detach()
+    if kind.__module__ == "numpy":
+        size = getattr(value, "size", 1)
+        if size != 1:
+            raise ValueError(f"{what} must be a single number, got an array of shape {value.shape}")
+        return metric_value(value.item() if hasattr(value, "item") else value, what=what)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    raise TypeError(
+        f"{what} must be a number (int, float, numpy scalar or one-element tensor), "
+        f"got {_describe(value)}"
+    )
+
+
+def step_value(step: Any) -> int:
+    """Validate a step: an integer (Python or numpy), not a bool.
+
+    Raises:
+        TypeError: anything else, with the value named.
+    """
+    if type(step) is int:
+        return step
+    if not isinstance(step, bool):
+        if is_torch_tensor(step) and step.numel() == 1 and not step.is_floating_point():
+            return int(step.item())
+        try:
+            return operator.index(step)
+        except TypeError:
+            pass
+    raise TypeError(f"step must be an integer, got {_describe(step)}")
+
+
+def text_value(value: Any, *, what: str) -> str:
+    """Validate a split or metric name: a non-empty string."""
+    if type(value) is not str:
+        raise TypeError(f"{what} must be a string, got {_describe(value)}")
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    return value

@@ -1,0 +1,107 @@
+"""Launch real torchrun jobs from tests: CPU, gloo, loopback, a free port, a hard timeout.
+
+Every launch runs in its own process session and the whole group is killed on timeout, so a hang
+fails its test instead of leaving workers behind (``subprocess.run(timeout=...)`` alone kills only
+torchrun, not its workers).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LaunchResult:
+    """What a finished (or killed) launch left behind."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    timed_out: bool
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for workers: one thread each, the repo importable, no colors."""
+    env = dict(os.environ)
+    env.update(
+        OMP_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
+        NO_COLOR="1",
+        GLOO_SOCKET_IFNAME="lo",
+    )
+    env.pop("FORCE_COLOR", None)
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_group(
+    argv: list[str], *, timeout: float, env: dict[str, str], cwd: Path | str | None = None
+) -> LaunchResult:
+    """Run ``argv`` in a new session; on timeout kill the whole process group."""
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return LaunchResult(proc.returncode, out, err, timed_out=False)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return LaunchResult(proc.returncode, out, err, timed_out=True)
+
+
+def torchrun(
+    script: Path | str,
+    *args: str,
+    nproc: int = 2,
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
+    cwd: Path | str | None = None,
+    extra_torchrun_args: tuple[str, ...] = (),
+) -> LaunchResult:
+    """Run ``script`` under ``python -m torch.distributed.run`` on one loopback port.
+
+    Args:
+        script: the worker script.
+        *args: arguments for the script.
+        nproc: processes on this "node".
+        timeout: seconds before the whole process group is killed.
+        env: extra environment variables for the workers.
+        cwd: working directory.
+        extra_torchrun_args: more torchrun flags (they replace the default standalone rendezvous
+            when they name ``--rdzv-endpoint`` or ``--master-port``).
+    """
+    launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
+    if not any(a.startswith(("--rdzv-endpoint", "--rdzv_endpoint", "--master-port")) for a in extra_torchrun_args):
+        launcher += ["--master-addr=127.0.0.1", f"--master-port={free_port()}"]
+    argv = [*launcher, *extra_torchrun_args, str(script), *args]
+    return run_group(argv, timeout=timeout, env=worker_env(env), cwd=cwd)
