@@ -20,7 +20,7 @@ from typing import Any, Protocol
 class Flushable(Protocol):
     flush_interval: float
 
-    def flush_files(self, now: float | None = None) -> None: ...
+    def flush_files(self, now: float | None = None, *, wait: bool = True) -> None: ...
 
     def due(self, now: float) -> bool: ...
 
@@ -70,9 +70,9 @@ def _run() -> None:
 
 
 def flush_all() -> None:
-    """Flush the files of every open logger (no collectives)."""
+    """Flush the files of every open logger (no collectives), at exit or on SIGTERM."""
     for logger in _loggers():
-        logger.flush_files()
+        logger.flush_files(wait=False)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -36,6 +36,7 @@ from expmate.sinks import (
     JsonlSink,
     MetricsCsvSink,
     TextLogSink,
+    report_failure,
 )
 from expmate.spans import StageBlock, StageStack, TimerBlock
 from expmate.values import metric_value, step_value, text_value
@@ -139,8 +140,11 @@ class ExperimentLogger:
         self._metrics_path = self.run_dir / f"metrics{suffix}.csv"
         resumed = (self.run_dir / f"events{suffix}.jsonl").exists()
 
-        self._lock = threading.Lock()  # guards buffers and in-memory state
-        self._io_lock = threading.Lock()  # orders flushes; taken before _lock, never after
+        # _lock guards buffers and in-memory state; re-entrant so that a SIGTERM handler running
+        # on the main thread inside a logging call can still flush. _io_lock orders flushes; it is
+        # taken before _lock, never after.
+        self._lock = threading.RLock()
+        self._io_lock = threading.Lock()
         uid = next(_ids)
         self._stages: ContextVar[StageStack] = ContextVar(f"expmate_stages_{uid}", default=())
         self._quiet: ContextVar[bool] = ContextVar(f"expmate_quiet_{uid}", default=False)
@@ -540,26 +544,37 @@ class ExperimentLogger:
         for (step, split, name, _, track_best, mode, wall), value in zip(rows, host, strict=False):
             self._record(step, split, name, value, track_best, mode, wall)
 
-    def flush_files(self, now: float | None = None) -> None:
-        """Write every buffered line and ``best.json`` now; no cross-rank communication."""
-        with self._io_lock:
-            try:
-                self._materialize()
-            except Exception as exc:  # noqa: BLE001 - a broken device must not stop the flush
-                from expmate.sinks import report_failure
+    def flush_files(self, now: float | None = None, *, wait: bool = True) -> None:
+        """Write every buffered line and ``best.json`` now; no cross-rank communication.
 
-                report_failure("copying device metric values", exc)
-            with self._lock:
-                batches = [(f, f.take()) for f in self._files()]
-                self._waiting = 0
-            for target, lines in batches:
-                target.write(lines)
-            if isinstance(self._human, HandlerSink):
-                self._human.flush()
-            if self._console is not None:
-                self._console.flush()
-            self._best.save()
-            self._last_flush = time.time() if now is None else now
+        Args:
+            now: the time to record as the last flush.
+            wait: False when called from a signal handler or at exit: wait at most half a second
+                for a flush in progress elsewhere, then write anyway.
+        """
+        ordered = self._io_lock.acquire(timeout=-1 if wait else 0.5)
+        try:
+            self._flush_locked(now)
+        finally:
+            if ordered:
+                self._io_lock.release()
+
+    def _flush_locked(self, now: float | None) -> None:
+        try:
+            self._materialize()
+        except Exception as exc:  # noqa: BLE001 - a broken device must not stop the flush
+            report_failure("copying device metric values", exc)
+        with self._lock:
+            batches = [(f, f.take()) for f in self._files()]
+            self._waiting = 0
+        for target, lines in batches:
+            target.write(lines)
+        if isinstance(self._human, HandlerSink):
+            self._human.flush()
+        if self._console is not None:
+            self._console.flush()
+        self._best.save()
+        self._last_flush = time.time() if now is None else now
 
     def flush(self) -> None:
         """Reduce waiting metrics (a collective under torchrun once reduced metrics were logged),
@@ -581,6 +596,9 @@ class ExperimentLogger:
             file.discard()
         self._device_rows = []
         self._waiting = 0
+        # A lock held by another thread at the fork stays held forever in the child: renew them.
+        self._lock = threading.RLock()
+        self._io_lock = threading.Lock()
 
     def close(self, *, sync: bool = True) -> None:
         """Reduce what is waiting (unless ``sync=False``), flush and close every file.
