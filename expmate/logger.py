@@ -39,7 +39,7 @@ from expmate.sinks import (
     report_failure,
 )
 from expmate.spans import StageBlock, StageStack, TimerBlock
-from expmate.values import metric_value, step_value, text_value
+from expmate.values import host_floats, metric_value, step_value, text_value
 
 REDUCE_OPS = ("mean", "sum", "min", "max")
 _DEFAULT: Any = object()  # "use the logger's default" for per-call options
@@ -332,6 +332,10 @@ class ExperimentLogger:
             self._key(split, name)
             with self._lock:
                 self._device_rows.append((step, split, name, value, track_best, mode, time.time()))
+                self._waiting += 1
+                full = self._waiting >= _MAX_WAITING
+            if full:
+                self.flush_files()
 
     def log_metrics(
         self,
@@ -380,8 +384,13 @@ class ExperimentLogger:
         wall: float,
         *,
         write: bool = True,
+        bounded: bool = True,
     ) -> None:
-        """Write one host-side value: a CSV row (when ``write``) and the best-value update."""
+        """Write one host-side value: a CSV row (when ``write``) and the best-value update.
+
+        ``bounded=False`` skips the forced flush when too many lines wait (for callers that are
+        themselves part of a flush).
+        """
         middle, best_key, detected = self._key(split, name)
         with self._lock:
             if write:
@@ -394,7 +403,7 @@ class ExperimentLogger:
                 if direction is not None:
                     self._best.update(best_key, float(value), step, direction)
             self._waiting += 1
-            full = self._waiting >= _MAX_WAITING
+            full = bounded and self._waiting >= _MAX_WAITING
         if full:
             self.flush_files()
 
@@ -539,10 +548,9 @@ class ExperimentLogger:
             rows, self._device_rows = self._device_rows, []
         if not rows:
             return
-        torch = sys.modules["torch"]
-        host = torch.stack([r[3].reshape(()).to(torch.float64) for r in rows]).cpu().tolist()
-        for (step, split, name, _, track_best, mode, wall), value in zip(rows, host, strict=False):
-            self._record(step, split, name, value, track_best, mode, wall)
+        host = host_floats([row[3] for row in rows])
+        for (step, split, name, _, track_best, mode, wall), value in zip(rows, host, strict=True):
+            self._record(step, split, name, value, track_best, mode, wall, bounded=False)
 
     def flush_files(self, now: float | None = None, *, wait: bool = True) -> None:
         """Write every buffered line and ``best.json`` now; no cross-rank communication.
