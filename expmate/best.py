@@ -7,16 +7,14 @@ loss costs no file write per call and a kill at any instant leaves the old or th
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from expmate.sinks.base import report_failure
+from expmate.sinks.base import replace_file, report_failure
 
 MODES = ("min", "max")
 
@@ -197,12 +195,8 @@ class BestTracker:
         if not self.dirty or self.path is None:
             return
         self.dirty = False
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
-            os.replace(tmp, self.path)
+            replace_file(self.path, json.dumps(self.as_dict(), indent=2) + "\n")
         except OSError as exc:
             report_failure(f"writing {self.path}", exc)
             self.dirty = True
-            with contextlib.suppress(OSError):
-                tmp.unlink()

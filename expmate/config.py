@@ -17,13 +17,13 @@ import copy
 import enum
 import os
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
 from expmate import _config_tree as tree_ops
 from expmate._config_values import ConfigError
+from expmate.sinks.base import replace_file
 
 __all__ = ["Config", "ConfigError", "active_config", "parse_config"]
 
@@ -138,16 +138,7 @@ class Config(Mapping[str, Any]):
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(_plain(self._data), sort_keys=False, allow_unicode=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_file(target, text)
         return target
 
 

@@ -22,6 +22,8 @@ RESERVED_FIELDS = frozenset(
         "timer",
         "rate_limited",
         "status",
+        "error",
+        "restart_count",
     }
 )
 

@@ -180,12 +180,17 @@ class ExperimentLogger:
                 config.save(self.run_dir / "config.yaml")
         restarts = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
         if restarts.isdigit() and int(restarts) > 0:
-            self.warning(
+            # Recorded whatever the log level: a restart must never go unnoticed in the files.
+            self._message(
+                30,
+                "WARNING",
                 f"Restarted by torchrun (restart {restarts}); appending to {self.run_dir}",
-                restart_count=int(restarts),
+                {"restart_count": int(restarts)},
             )
         elif resumed:
-            self.info(f"Resuming run: appending to existing files in {self.run_dir}")
+            self._message(
+                20, "INFO", f"Resuming run: appending to existing files in {self.run_dir}", {}
+            )
 
     # ------------------------------------------------------------------ messages
 
@@ -330,6 +335,8 @@ class ExperimentLogger:
             self._record(step, split, name, value, track_best, mode, time.time())
         else:
             self._key(split, name)
+            # A copy: the caller may update the tensor in place before the value is read.
+            value = value.clone()
             with self._lock:
                 self._device_rows.append((step, split, name, value, track_best, mode, time.time()))
                 self._waiting += 1
@@ -604,6 +611,9 @@ class ExperimentLogger:
             file.discard()
         self._device_rows = []
         self._waiting = 0
+        # The parent owns best.json: a child's stale copy of the bests must never replace it.
+        self._best.path = None
+        self._best.dirty = False
         # A lock held by another thread at the fork stays held forever in the child: renew them.
         self._lock = threading.RLock()
         self._io_lock = threading.Lock()

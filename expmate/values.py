@@ -67,7 +67,7 @@ def metric_value(value: Any, *, what: str = "metric value") -> Any:
         if size != 1:
             raise ValueError(f"{what} must be a single number, got an array of shape {value.shape}")
         return metric_value(value.item() if hasattr(value, "item") else value, what=what)
-    if isinstance(value, numbers.Real):
+    if isinstance(value, numbers.Real) or kind.__module__ in ("decimal", "_decimal", "_pydecimal"):
         return float(value)
     raise TypeError(
         f"{what} must be a number (int, float, numpy scalar or one-element tensor), "

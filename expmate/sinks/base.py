@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -100,3 +101,24 @@ class AppendFile:
             except OSError as exc:
                 report_failure(f"closing {self.path}", exc)
             self._fd = None
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    A reader (or a process killed at any instant) sees the old file or the new one, never part of
+    one. The file gets the usual ``0644`` permissions.
+
+    Raises:
+        OSError: the write or the rename failed (the temporary file is removed).
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -30,6 +30,8 @@ class HandlerSink:
             for key, value in event.fields.items():
                 if key not in record.__dict__:
                     setattr(record, key, value)
+        if record.levelno < self.handler.level:
+            return  # the handler's own level applies, as it would under a logging.Logger
         try:
             self.handler.handle(record)
         except Exception as exc:  # noqa: BLE001 - a user's handler must not stop training
