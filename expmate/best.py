@@ -190,13 +190,27 @@ class BestTracker:
         """All bests, as written to ``best.json``."""
         return {key: {"value": e[0], "step": e[1], "mode": e[2]} for key, e in self._best.items()}
 
-    def save(self) -> None:
-        """Replace ``best.json`` atomically if anything changed since the last save."""
+    def snapshot(self) -> str | None:
+        """The text of ``best.json`` if anything changed since the last snapshot, else None.
+
+        Taken together with the metric rows of the same flush, so ``best.json`` never names a
+        step whose row is not yet in ``metrics.csv``.
+        """
         if not self.dirty or self.path is None:
-            return
+            return None
         self.dirty = False
+        return json.dumps(self.as_dict(), indent=2) + "\n"
+
+    def write(self, text: str | None) -> None:
+        """Replace ``best.json`` atomically with a :meth:`snapshot` (None: nothing to do)."""
+        if text is None or self.path is None:
+            return
         try:
-            replace_file(self.path, json.dumps(self.as_dict(), indent=2) + "\n")
+            replace_file(self.path, text)
         except OSError as exc:
             report_failure(f"writing {self.path}", exc)
             self.dirty = True
+
+    def save(self) -> None:
+        """Replace ``best.json`` atomically if anything changed since the last save."""
+        self.write(self.snapshot())

@@ -7,25 +7,14 @@ from typing import Any
 LEVELS: dict[str, int] = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 _ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 
-# Names the logger writes itself into every JSONL event or into stage/timer events; user keyword
-# fields and stage metadata may not use them (they would be overwritten or overwrite ours).
+# Names the logger writes into every JSONL event: keyword fields of a logging call may not use
+# them (they would overwrite ours, or ours theirs).
 RESERVED_FIELDS = frozenset(
-    {
-        "timestamp",
-        "level",
-        "message",
-        "run_id",
-        "rank",
-        "stage",
-        "stage_event",
-        "elapsed",
-        "timer",
-        "rate_limited",
-        "status",
-        "error",
-        "restart_count",
-    }
+    {"timestamp", "level", "message", "run_id", "rank", "stage", "rate_limited"}
 )
+
+# Stage metadata is also inherited by stage and timer events, which add these names of their own.
+STAGE_RESERVED_FIELDS = RESERVED_FIELDS | {"stage_event", "elapsed", "status", "error", "timer"}
 
 KIND_MESSAGE = "message"
 KIND_STAGE = "stage"
@@ -51,18 +40,25 @@ def level_name(level: str | int) -> str:
     raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(LEVELS)}")
 
 
-def check_field_names(fields: dict[str, Any], what: str) -> None:
+def check_field_names(
+    fields: dict[str, Any], what: str, reserved: frozenset[str] = RESERVED_FIELDS
+) -> None:
     """Reject user-supplied field names that collide with the event's own fields.
+
+    Args:
+        fields: the keyword fields or stage metadata.
+        what: where they came from, for the message.
+        reserved: the names taken (``STAGE_RESERVED_FIELDS`` for stage metadata).
 
     Raises:
         ValueError: a name is reserved; the message names it and where it came from.
     """
-    clash = RESERVED_FIELDS.intersection(fields)
+    clash = reserved.intersection(fields)
     if clash:
         names = ", ".join(sorted(clash))
         raise ValueError(
             f"{what} uses reserved event field name(s): {names}; "
-            f"reserved names are {', '.join(sorted(RESERVED_FIELDS))}"
+            f"reserved names are {', '.join(sorted(reserved))}"
         )
 
 

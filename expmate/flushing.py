@@ -12,7 +12,6 @@ import os
 import signal
 import threading
 import time
-import weakref
 from types import FrameType
 from typing import Any, Protocol
 
@@ -27,12 +26,15 @@ class Flushable(Protocol):
     def discard_buffers(self) -> None: ...
 
 
-_live: weakref.WeakSet[Any] = weakref.WeakSet()
-_lock = threading.Lock()
+# Strong references: a logger dropped without close() (a local of main(), say) still has its
+# waiting lines written by the flusher and at exit.
+_live: set[Any] = set()
+_lock = threading.RLock()  # re-entrant: the SIGTERM handler may run while this thread holds it
 _wake = threading.Event()
 _thread: threading.Thread | None = None
 _sigterm_installed = False
 _previous_sigterm: Any = None
+_resent = False  # the next SIGTERM is the one _flush_and_resend sent after flushing
 
 
 def register(logger: Flushable) -> None:
@@ -76,7 +78,13 @@ def flush_all() -> None:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    flush_all()
+    global _resent
+    if _resent:
+        _resent = False  # the deferred flush below is done: act on the signal now
+    elif _inside_flush(frame) and _defer(signum):
+        return
+    else:
+        flush_all()
     previous = _previous_sigterm
     if callable(previous):
         previous(signum, frame)
@@ -86,6 +94,39 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # Default action: die of SIGTERM as if we had never been here.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _inside_flush(frame: FrameType | None) -> bool:
+    """Whether the interrupted main thread is in a logger's ``flush_files``.
+
+    It may hold lines it took from the buffers but has not written yet: a flush from the handler
+    would not see them, and dying now would lose them. A flush starts no collective, so it ends
+    soon once the handler has returned.
+    """
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if frame.f_code.co_name == "flush_files" and module.startswith("expmate."):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _defer(signum: int) -> bool:
+    """Let the main thread finish its flush; flush again from a helper thread, then re-send."""
+    try:
+        threading.Thread(
+            target=_flush_and_resend, args=(signum,), name="expmate-sigterm", daemon=True
+        ).start()
+    except RuntimeError:  # the interpreter is shutting down: no new threads
+        return False
+    return True
+
+
+def _flush_and_resend(signum: int) -> None:
+    global _resent
+    flush_all()
+    _resent = True
+    os.kill(os.getpid(), signum)
 
 
 def _install_sigterm() -> None:

@@ -23,6 +23,7 @@ from expmate.events import (
     KIND_STAGE,
     KIND_TIMER,
     LEVELS,
+    STAGE_RESERVED_FIELDS,
     Event,
     check_field_names,
     level_name,
@@ -181,36 +182,40 @@ class ExperimentLogger:
         restarts = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
         if restarts.isdigit() and int(restarts) > 0:
             # Recorded whatever the log level: a restart must never go unnoticed in the files.
-            self._message(
-                30,
-                "WARNING",
-                f"Restarted by torchrun (restart {restarts}); appending to {self.run_dir}",
-                {"restart_count": int(restarts)},
-            )
+            message = f"Restarted by torchrun (restart {restarts}); appending to {self.run_dir}"
+            fields = {"restart_count": int(restarts)}
+            self._dispatch(Event(time.time(), "WARNING", message, KIND_MESSAGE, None, fields))
         elif resumed:
-            self._message(
-                20, "INFO", f"Resuming run: appending to existing files in {self.run_dir}", {}
-            )
+            message = f"Resuming run: appending to existing files in {self.run_dir}"
+            self._dispatch(Event(time.time(), "INFO", message))
 
     # ------------------------------------------------------------------ messages
 
     def debug(self, message: Any, **fields: Any) -> None:
         """Log at DEBUG (cyan on the console); keyword fields go into the JSONL event."""
+        if self.closed:
+            self._raise_closed()
         if self._levelno <= 10:
             self._message(10, "DEBUG", message, fields)
 
     def info(self, message: Any, **fields: Any) -> None:
         """Log at INFO (green on the console); keyword fields go into the JSONL event."""
+        if self.closed:
+            self._raise_closed()
         if self._levelno <= 20:
             self._message(20, "INFO", message, fields)
 
     def warning(self, message: Any, **fields: Any) -> None:
         """Log at WARNING (yellow on the console)."""
+        if self.closed:
+            self._raise_closed()
         if self._levelno <= 30:
             self._message(30, "WARNING", message, fields)
 
     def error(self, message: Any, **fields: Any) -> None:
         """Log at ERROR (red on the console)."""
+        if self.closed:
+            self._raise_closed()
         if self._levelno <= 40:
             self._message(40, "ERROR", message, fields)
 
@@ -224,6 +229,8 @@ class ExperimentLogger:
         Raises:
             ValueError: an unknown level, named in the message.
         """
+        if self.closed:
+            self._raise_closed()
         name = level_name(level)
         if LEVELS[name] >= self._levelno:
             self._message(LEVELS[name], name, message, fields)
@@ -483,7 +490,7 @@ class ExperimentLogger:
         """
         if not isinstance(name, str) or not name:
             raise ValueError(f"stage name must be a non-empty string, not {name!r}")
-        check_field_names(metadata, f"stage {name!r} metadata")
+        check_field_names(metadata, f"stage {name!r} metadata", STAGE_RESERVED_FIELDS)
         return StageBlock(self, self._stages, name, metadata)
 
     def timer(self, name: str, log_result: bool = True) -> TimerBlock:
@@ -581,6 +588,7 @@ class ExperimentLogger:
             report_failure("copying device metric values", exc)
         with self._lock:
             batches = [(f, f.take()) for f in self._files()]
+            bests = self._best.snapshot()
             self._waiting = 0
         for target, lines in batches:
             target.write(lines)
@@ -588,7 +596,7 @@ class ExperimentLogger:
             self._human.flush()
         if self._console is not None:
             self._console.flush()
-        self._best.save()
+        self._best.write(bests)
         self._last_flush = time.time() if now is None else now
 
     def flush(self) -> None:

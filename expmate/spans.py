@@ -55,6 +55,8 @@ class StageBlock:
         self.info: dict[str, Any] = {"name": name, "path": name, "elapsed": None}
 
     def __enter__(self) -> dict[str, Any]:
+        if self._logger.closed:
+            self._logger._raise_closed()
         frames = self._var.get()
         if frames:
             parent_path, parent_meta = frames[-1]

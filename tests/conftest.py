@@ -22,3 +22,11 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "TORCHELASTIC_RUN_ID",
     ):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_active_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config parsed by an earlier test must not be saved into a later test's run directory."""
+    import expmate.config
+
+    monkeypatch.setattr(expmate.config, "_active", None)

@@ -53,18 +53,47 @@ class AppendFile:
     def _open(self) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         size = os.fstat(fd).st_size
-        if size == 0:
-            if self._header is not None:
-                self.buffer.append(self._header)
-        elif not self._ends_with_newline(size):
-            # A line cut short by a power loss must not swallow the next one.
-            self.buffer.append("\n")
+        if size > 0 and not self._ends_with_newline(size):
+            size = self._set_aside_cut_line(size)
+        if size == 0 and self._header is not None:
+            self.buffer.append(self._header)
         self._fd = fd
 
     def _ends_with_newline(self, size: int) -> bool:
         with open(self.path, "rb") as existing:
             existing.seek(size - 1)
             return existing.read(1) == b"\n"
+
+    def _set_aside_cut_line(self, size: int) -> int:
+        """Move a last line cut short (by a kill inside a write of several pages, or a power loss)
+        to ``<file>.torn``, so the file holds only whole lines again; returns the new size.
+
+        Nothing is lost: the fragment is kept, and one line on stderr says where.
+        """
+        start = max(0, size - (1 << 20))
+        with open(self.path, "rb") as existing:
+            existing.seek(start)
+            tail = existing.read()
+        newline = tail.rfind(b"\n")
+        if newline == -1 and start > 0:
+            self.buffer.append("\n")  # a line over 1 MiB: just end it
+            return size
+        keep = start + newline + 1
+        torn = self.path.with_name(self.path.name + ".torn")
+        try:
+            with open(torn, "ab") as aside:
+                aside.write(tail[newline + 1 :] + b"\n")
+            os.truncate(self.path, keep)
+        except OSError as exc:
+            report_failure(f"setting aside the cut last line of {self.path}", exc)
+            self.buffer.append("\n")
+            return size
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(
+                f"expmate: the last line of {self.path} was cut short (the process was killed "
+                f"while writing it); its {size - keep} bytes were moved to {torn}\n"
+            )
+        return keep
 
     def take(self) -> list[str]:
         """Hand over the waiting lines (the caller writes them with :meth:`write`)."""
@@ -76,13 +105,25 @@ class AppendFile:
         if not lines or self._fd is None:
             return
         data = "".join(lines).encode("utf-8", "backslashreplace")
+        view = memoryview(data)
         try:
-            view = memoryview(data)
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
         except OSError as exc:
             report_failure(f"writing {self.path}", exc)
+            self._recover(len(data) - len(view), data)
+
+    def _recover(self, done: int, data: bytes) -> None:
+        """After a failed write, keep the file whole for the lines that come next: end a line the
+        failure cut short, or write again a header that never reached the file."""
+        if done > 0:
+            if data[done - 1] != 0x0A:
+                self.buffer.insert(0, "\n")
+        elif self._header is not None and self._fd is not None:
+            with contextlib.suppress(OSError):
+                if os.fstat(self._fd).st_size == 0:
+                    self.buffer.insert(0, self._header)
 
     def flush(self) -> None:
         """Write every waiting line now."""

@@ -23,6 +23,14 @@ from expmate.sinks.base import AppendFile
 _NONFINITE = {math.inf: '"Infinity"', -math.inf: '"-Infinity"'}
 
 
+def _repr(value: Any) -> str:
+    """``repr(value)``, or a placeholder naming the type when that ``__repr__`` itself fails."""
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not stop logging
+        return f"<{type(value).__qualname__} object>"
+
+
 def _plain(value: Any) -> Any:
     """Turn one value JSON cannot encode into one it can (called by ``json.dumps`` as ``default``)."""
     if isinstance(value, PurePath):
@@ -44,7 +52,7 @@ def _plain(value: Any) -> Any:
             return (detach() if callable(detach) else value).tolist()
         except Exception:  # noqa: BLE001 - any odd object falls back to its repr below
             pass
-    return repr(value)
+    return _repr(value)
 
 
 def _finite(value: Any) -> Any:
@@ -75,12 +83,17 @@ def json_line_value(value: Any) -> str:
         return _NONFINITE.get(value) or repr(value)
     try:
         return json.dumps(value, default=_plain, allow_nan=False, ensure_ascii=False)
+    except (TypeError, RecursionError):
+        return encode_basestring(_repr(value))  # type: ignore[no-any-return]
     except ValueError:
+        pass
+    try:
         # A NaN somewhere inside (possibly only after conversion): rebuild and spell it out.
         converted = json.loads(json.dumps(value, default=_plain, ensure_ascii=False))
         return json.dumps(_finite(converted), allow_nan=False, ensure_ascii=False)
-    except (TypeError, RecursionError):
-        return encode_basestring(repr(value))  # type: ignore[no-any-return]
+    except (ValueError, TypeError, RecursionError):
+        # A circular structure (json's ValueError) cannot be encoded at all: keep its repr.
+        return encode_basestring(_repr(value))  # type: ignore[no-any-return]
 
 
 class JsonlSink:

@@ -8,18 +8,21 @@ from pathlib import Path
 from expmate.events import Event
 from expmate.sinks.base import AppendFile
 
-_clock_second = -1
-_clock_text = ""
+# (second, text) in one tuple: loggers in several threads share it, and a single assignment keeps
+# a reader from pairing one second with another second's text.
+_clock: tuple[int, str] = (-1, "")
 
 
 def format_clock(timestamp: float) -> str:
     """Local time as ``YYYY-MM-DD HH:MM:SS``, formatted once per second and reused."""
-    global _clock_second, _clock_text
+    global _clock
     second = int(timestamp)
-    if second != _clock_second:
-        _clock_text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        _clock_second = second
-    return _clock_text
+    cached = _clock
+    if second == cached[0]:
+        return cached[1]
+    text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+    _clock = (second, text)
+    return text
 
 
 class TextLogSink:
