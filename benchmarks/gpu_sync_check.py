@@ -31,7 +31,7 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from expmate import ExperimentLogger  # noqa: E402
+from expmate import ExperimentLogger
 
 NAMES = [f"m{i}" for i in range(8)]
 
@@ -93,9 +93,11 @@ def main() -> int:
 
     def log_all() -> None:
         for step in range(steps):
-            torch.cuda._sleep(200_000)  # the step's GPU work still in flight when metrics are logged
+            torch.cuda._sleep(
+                200_000
+            )  # the step's GPU work still in flight when metrics are logged
             t = time.perf_counter()
-            for name, value in zip(NAMES, prepared[step]):
+            for name, value in zip(NAMES, prepared[step], strict=True):
                 logger.log_metric(step, "train", name, value)
             per_step.append(time.perf_counter() - t)
 
@@ -107,14 +109,14 @@ def main() -> int:
     float_times: list[float] = []
     for step in range(steps):
         t = time.perf_counter()
-        for name, value in zip(NAMES, floats[step]):
+        for name, value in zip(NAMES, floats[step], strict=True):
             logger.log_metric(step + steps, "float", name, value)
         float_times.append(time.perf_counter() - t)
     item_times: list[float] = []
     for step in range(steps):
         torch.cuda._sleep(200_000)
         t = time.perf_counter()
-        for name, value in zip(NAMES, prepared[step]):
+        for name, value in zip(NAMES, prepared[step], strict=True):
             logger.log_metric(step + 2 * steps, "item", name, value.item())
         item_times.append(time.perf_counter() - t)
     logger.close()
@@ -129,7 +131,7 @@ def main() -> int:
     wrong = [
         (s, n, got.get((s, n)), e)
         for s in range(steps)
-        for n, e in zip(NAMES, expected(s, world))
+        for n, e in zip(NAMES, expected(s, world), strict=True)
         if got.get((s, n)) != e
     ]
     report = {

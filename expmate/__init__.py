@@ -15,10 +15,14 @@ read again by the code that honours it on every call, so an assignment takes eff
 
 from __future__ import annotations
 
-from expmate.config import Config, ConfigError, parse_config
+from typing import TYPE_CHECKING, Any
+
 from expmate.flags import env_bool as _env_bool
 from expmate.flags import env_str as _env_str
 from expmate.logger import ExperimentLogger
+
+if TYPE_CHECKING:
+    from expmate.config import Config, ConfigError, parse_config
 
 __version__ = "0.1.0"
 
@@ -26,6 +30,19 @@ timer: bool = _env_bool("EXPMATE_TIMER", True)
 track_metrics: bool = _env_bool("EXPMATE_TRACK_METRICS", True)
 verbose: bool = _env_bool("EXPMATE_VERBOSE", True)
 log_level: str = _env_str("EXPMATE_LOG_LEVEL", "INFO")
+
+_LAZY = {"Config", "ConfigError", "parse_config"}
+
+
+def __getattr__(name: str) -> Any:
+    # The configuration module (and what it imports) loads on first use, keeping
+    # ``import expmate`` about as fast as importing the standard logging module.
+    if name in _LAZY:
+        from expmate import config
+
+        return getattr(config, name)
+    raise AttributeError(f"module 'expmate' has no attribute {name!r}")
+
 
 __all__ = [
     "Config",

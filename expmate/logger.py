@@ -331,8 +331,10 @@ class ExperimentLogger:
         """
         if self.closed:
             self._raise_closed()
-        step = step_value(step)
-        value = metric_value(value, what=f"value of metric {split!r}/{name!r}")
+        if type(step) is not int:
+            step = step_value(step)
+        if type(value) is not float and type(value) is not int:
+            value = metric_value(value, what=f"value of metric {split!r}/{name!r}")
         if mode is not None:
             check_mode(mode)
         op = self.default_reduce if reduce is _DEFAULT else _check_reduce(reduce)

@@ -58,9 +58,17 @@ def metric_value(value: Any, *, what: str = "metric value") -> Any:
     if kind is bool:
         return int(value)
     if is_torch_tensor(value):
-        check_tensor(value, what=what)
         if value.is_cpu:
-            return metric_value(value.item(), what=what)  # a bool tensor gives a bool: 0/1
+            # item() itself refuses more than one element: the usual case needs no other check.
+            try:
+                number = value.item()
+            except (RuntimeError, ValueError):
+                number = None
+            if type(number) is float or type(number) is int:
+                return number
+            check_tensor(value, what=what)
+            return metric_value(number, what=what)  # a bool tensor gives a bool: 0/1
+        check_tensor(value, what=what)
         return value.detach()
     if kind.__module__ == "numpy":
         size = getattr(value, "size", 1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -153,6 +152,8 @@ def replace_file(path: Path, text: str) -> None:
     Raises:
         OSError: the write or the rename failed (the temporary file is removed).
     """
+    import tempfile  # only here: it is slow to import and needed only at a flush
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

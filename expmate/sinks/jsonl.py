@@ -8,8 +8,6 @@ scalars, tensors, sets, dataclasses, anything else) are converted, never a crash
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
 import enum
 import json
 import math
@@ -37,11 +35,13 @@ def _plain(value: Any) -> Any:
         return str(value)
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=repr)
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+    if type(value).__module__ == "datetime" and hasattr(value, "isoformat"):
         return value.isoformat()
     if isinstance(value, enum.Enum):
         return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):
+        import dataclasses
+
         return dataclasses.asdict(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "backslashreplace")

@@ -32,7 +32,8 @@ class MetricsCsvSink:
         self.file = AppendFile(path, header=HEADER)
 
     def row(self, step: int, middle: str, value: float | int, wall_time: float) -> None:
-        self.file.buffer.append(f"{step}{middle}{format_value(value)},{wall_time:.3f}\n")
+        # repr of an int is its str, and of a float the shortest exact text (nan/inf as such).
+        self.file.buffer.append(f"{step}{middle}{value!r},{wall_time:.3f}\n")
 
     @staticmethod
     def middle(split: str, name: str) -> str:
