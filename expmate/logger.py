@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import sys
 import threading
@@ -170,6 +171,11 @@ class ExperimentLogger:
         self.closed = False
         flushing.register(self)
         self._opened(resumed)
+        if self.default_reduce is not None and self.world_size > 1 and process_group_ready():
+            # A logger that reduces by default joins the reduction group now (every rank builds
+            # its logger at the same point), so sync()/flush()/close() are collectives from the
+            # start, on every rank alike.
+            self._reducer = self._make_reducer()
 
     def _opened(self, resumed: bool) -> None:
         """Record what the run directory should know about how this process started."""
@@ -338,6 +344,12 @@ class ExperimentLogger:
         if mode is not None:
             check_mode(mode)
         op = self.default_reduce if reduce is _DEFAULT else _check_reduce(reduce)
+        if weight != 1.0 and (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not (weight >= 0 and math.isfinite(weight))
+        ):
+            raise ValueError(f"weight must be a finite number >= 0, not {weight!r}")
         if op is not None and self.world_size > 1:
             self._reduce(step, split, name, value, op, weight, track_best, mode)
         elif type(value) is float or type(value) is int:
@@ -437,8 +449,6 @@ class ExperimentLogger:
         mode: str | None,
     ) -> None:
         self._key(split, name)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
-            raise ValueError(f"weight must be a non-negative number, not {weight!r}")
         self._reduce_opts[(split, name)] = (track_best, mode)
         if self._reducer is None:
             self._reducer = self._make_reducer()
