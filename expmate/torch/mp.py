@@ -294,7 +294,7 @@ def _log_times(logger: Any, name: str, times: RankTimes) -> None:
     )
     logger.info(
         message,
-        timer_name=name,
+        timer=name,
         elapsed_max=times.max,
         max_rank=times.max_rank,
         elapsed_mean=times.mean,

@@ -52,6 +52,7 @@ from expmate.torch._transport import (
     Transport,
     default_transport,
 )
+from expmate.values import host_floats
 
 __all__ = [
     "GlooTransport",
@@ -198,7 +199,7 @@ class MetricReducer:
         """
         self._check_usable()
         step, spec = self._step, tuple(self._specs)
-        values = _host_floats(self._values) if self._has_tensor else self._values
+        values = host_floats(self._values) if self._has_tensor else self._values
         weights = self._weights
         self._reset()
         plan = self._plans.get(spec) or self._new_plan(spec)
@@ -311,20 +312,6 @@ def _checked_weight(weight: Any) -> float:
     if not (math.isfinite(weight) and weight >= 0):
         raise ValueError(f"weight must be a finite number >= 0, got {weight!r}")
     return weight
-
-
-def _host_floats(values: list[Any]) -> list[float]:
-    """Numbers as they are; tensors copied to the host in one transfer per device."""
-    out: list[float] = list(values)
-    by_device: dict[torch.device, list[int]] = {}
-    for i, value in enumerate(values):
-        if isinstance(value, torch.Tensor):
-            by_device.setdefault(value.device, []).append(i)
-    for indices in by_device.values():
-        flat = torch.cat([values[i].reshape(1) for i in indices]).to("cpu", torch.float64)
-        for i, x in zip(indices, flat.tolist(), strict=True):
-            out[i] = x
-    return out
 
 
 _LIVE: list[weakref.ref[MetricReducer]] = []

@@ -160,7 +160,7 @@ def test_rank_helpers_and_timer_across_ranks(main_run: tuple[Path, LaunchResult]
         for line in (run_dir / "events.jsonl").read_text().splitlines()
         if "Timer [uneven]" in line
     )
-    assert event["timer_name"] == "uneven" and event["max_rank"] == 1 and event["world_size"] == 2
+    assert event["timer"] == "uneven" and event["max_rank"] == 1 and event["world_size"] == 2
 
 
 def test_example_under_torchrun(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ def test_timer_across_ranks_single_process() -> None:
     assert (result["max_rank"], result["world_size"]) == (0, 1)
     ((message, fields),) = logger.infos
     assert message.startswith("Timer [step]: max ") and message.endswith("on rank 0, 1 rank)")
-    assert fields["timer_name"] == "step" and fields["max_rank"] == 0
+    assert fields["timer"] == "step" and fields["max_rank"] == 0
 
 
 def test_timer_across_ranks_honours_switch(monkeypatch: pytest.MonkeyPatch) -> None:
