@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from expmate import flushing
-from expmate.best import BestTracker, check_mode, detect_mode
+from expmate.best import check_mode
 from expmate.colors import use_color
 from expmate.events import (
     KIND_MESSAGE,
@@ -29,6 +29,7 @@ from expmate.events import (
     check_field_names,
     level_name,
 )
+from expmate.metric_store import MetricStore
 from expmate.ranks import detect_rank, detect_world_size, process_group_ready
 from expmate.rate_limit import RateLimitBlock, RateLimiter, check_rate
 from expmate.sinks import (
@@ -36,12 +37,11 @@ from expmate.sinks import (
     ConsoleSink,
     HandlerSink,
     JsonlSink,
-    MetricsCsvSink,
     TextLogSink,
     report_failure,
 )
 from expmate.spans import StageBlock, StageStack, TimerBlock
-from expmate.values import host_floats, metric_value, step_value, text_value
+from expmate.values import metric_value, step_value
 
 REDUCE_OPS = ("mean", "sum", "min", "max")
 _DEFAULT: Any = object()  # "use the logger's default" for per-call options
@@ -139,7 +139,6 @@ class ExperimentLogger:
         self.run_id = str(run_id) if run_id is not None else self.run_dir.name
         suffix = "" if self.rank == 0 else f"_rank{self.rank}"
         self._text_path = self.run_dir / f"exp{suffix}.log"
-        self._metrics_path = self.run_dir / f"metrics{suffix}.csv"
         resumed = (self.run_dir / f"events{suffix}.jsonl").exists()
 
         # _lock guards buffers and in-memory state; re-entrant so that a SIGTERM handler running
@@ -159,10 +158,10 @@ class ExperimentLogger:
         if console_output and self.rank == 0:
             stream = console_stream if console_stream is not None else sys.stdout
             self._console = ConsoleSink(console_stream, color=use_color(stream, color))
-        self._metrics: MetricsCsvSink | None = None  # opened with the first row
-        self._best = BestTracker(self.run_dir / "best.json" if self.rank == 0 else None)
-        self._keys: dict[tuple[str, str], tuple[str, str, str | None]] = {}
-        self._device_rows: list[tuple[Any, ...]] = []
+        self._metrics = MetricStore(
+            self.run_dir / f"metrics{suffix}.csv",
+            self.run_dir / "best.json" if self.rank == 0 else None,
+        )
         self._reduce_opts: dict[tuple[str, str], tuple[bool, str | None]] = {}
         self._reducer: Any = None
         self._limiters: dict[Any, RateLimiter] = {}
@@ -352,18 +351,13 @@ class ExperimentLogger:
             raise ValueError(f"weight must be a finite number >= 0, not {weight!r}")
         if op is not None and self.world_size > 1:
             self._reduce(step, split, name, value, op, weight, track_best, mode)
-        elif type(value) is float or type(value) is int:
-            self._record(step, split, name, value, track_best, mode, time.time())
+            return
+        if type(value) is float or type(value) is int:
+            waiting = self._metrics.record(step, split, name, value, track_best, mode, time.time())
         else:
-            self._key(split, name)
-            # A copy: the caller may update the tensor in place before the value is read.
-            value = value.clone()
-            with self._lock:
-                self._device_rows.append((step, split, name, value, track_best, mode, time.time()))
-                self._waiting += 1
-                full = self._waiting >= _MAX_WAITING
-            if full:
-                self.flush_files()
+            waiting = self._metrics.defer(step, split, name, value, track_best, mode, time.time())
+        if waiting >= _MAX_WAITING:
+            self.flush_files()
 
     def log_metrics(
         self,
@@ -387,54 +381,6 @@ class ExperimentLogger:
         for name, value in metrics.items():
             self.log_metric(step, split, name, value, track_best, reduce=reduce, weight=weight)
 
-    def _key(self, split: Any, name: Any) -> tuple[str, str, str | None]:
-        """The CSV middle, best.json key and detected mode of a (split, name) pair, cached."""
-        try:
-            found = self._keys.get((split, name))
-        except TypeError:
-            found = None
-        if found is not None:
-            return found
-        text_value(split, what="split")
-        text_value(name, what="metric name")
-        found = (MetricsCsvSink.middle(split, name), f"{split}_{name}", detect_mode(name))
-        self._keys[(split, name)] = found
-        return found
-
-    def _record(
-        self,
-        step: int,
-        split: str,
-        name: str,
-        value: float | int,
-        track_best: bool,
-        mode: str | None,
-        wall: float,
-        *,
-        write: bool = True,
-        bounded: bool = True,
-    ) -> None:
-        """Write one host-side value: a CSV row (when ``write``) and the best-value update.
-
-        ``bounded=False`` skips the forced flush when too many lines wait (for callers that are
-        themselves part of a flush).
-        """
-        middle, best_key, detected = self._key(split, name)
-        with self._lock:
-            if write:
-                metrics = self._metrics
-                if metrics is None:
-                    metrics = self._metrics = MetricsCsvSink(self._metrics_path)
-                metrics.row(step, middle, value, wall)
-            if track_best and sys.modules["expmate"].track_metrics:
-                direction = mode or detected
-                if direction is not None:
-                    self._best.update(best_key, float(value), step, direction)
-            self._waiting += 1
-            full = bounded and self._waiting >= _MAX_WAITING
-        if full:
-            self.flush_files()
-
     # ------------------------------------------------------------------ cross-rank reduction
 
     def _reduce(
@@ -448,7 +394,7 @@ class ExperimentLogger:
         track_best: bool,
         mode: str | None,
     ) -> None:
-        self._key(split, name)
+        self._metrics.key(split, name)
         self._reduce_opts[(split, name)] = (track_best, mode)
         if self._reducer is None:
             self._reducer = self._make_reducer()
@@ -468,7 +414,11 @@ class ExperimentLogger:
     def _emit_reduced(self, step: int, split: str, name: str, value: float) -> None:
         """Called on every rank with each reduced value; rank 0 writes it, all ranks track best."""
         track_best, mode = self._reduce_opts.get((split, name), (True, None))
-        self._record(step, split, name, value, track_best, mode, time.time(), write=self.rank == 0)
+        waiting = self._metrics.record(
+            step, split, name, value, track_best, mode, time.time(), write=self.rank == 0
+        )
+        if waiting >= _MAX_WAITING:
+            self.flush_files()
 
     def sync(self) -> None:
         """Reduce the metrics waiting for the current step now (a collective once any reduced
@@ -486,8 +436,7 @@ class ExperimentLogger:
         Device values logged since the last flush are copied to the host first. Reduced metrics
         count from their last sync (the current step's values are reduced when the step changes).
         """
-        self._materialize()
-        return self._best.get(f"{split}_{name}")
+        return self._metrics.get_best(split, name)
 
     # ------------------------------------------------------------------ stages, timers, rate limits
 
@@ -568,16 +517,6 @@ class ExperimentLogger:
         """Whether the flush interval has passed (asked by the background flusher)."""
         return now - self._last_flush >= self.flush_interval
 
-    def _materialize(self) -> None:
-        """Copy waiting device values to the host in one transfer and record them."""
-        with self._lock:
-            rows, self._device_rows = self._device_rows, []
-        if not rows:
-            return
-        host = host_floats([row[3] for row in rows])
-        for (step, split, name, _, track_best, mode, wall), value in zip(rows, host, strict=True):
-            self._record(step, split, name, value, track_best, mode, wall, bounded=False)
-
     def flush_files(self, now: float | None = None, *, wait: bool = True) -> None:
         """Write every buffered line and ``best.json`` now; no cross-rank communication.
 
@@ -595,20 +534,20 @@ class ExperimentLogger:
 
     def _flush_locked(self, now: float | None) -> None:
         try:
-            self._materialize()
+            self._metrics.materialize()
         except Exception as exc:  # noqa: BLE001 - a broken device must not stop the flush
             report_failure("copying device metric values", exc)
         with self._lock:
             batches = [(f, f.take()) for f in self._files()]
-            bests = self._best.snapshot()
             self._waiting = 0
-        for target, lines in batches:
+        metric_batches, bests = self._metrics.take()
+        for target, lines in batches + metric_batches:
             target.write(lines)
         if isinstance(self._human, HandlerSink):
             self._human.flush()
         if self._console is not None:
             self._console.flush()
-        self._best.write(bests)
+        self._metrics.best.write(bests)
         self._last_flush = time.time() if now is None else now
 
     def flush(self) -> None:
@@ -621,19 +560,16 @@ class ExperimentLogger:
         self.flush_files()
 
     def _files(self) -> list[AppendFile]:
-        """The buffered files this logger writes now."""
-        sinks = (self._jsonl, self._human, self._metrics)
-        return [s.file for s in sinks if isinstance(s, (JsonlSink, TextLogSink, MetricsCsvSink))]
+        """The buffered message files this logger writes now (metrics: see MetricStore)."""
+        human = [self._human.file] if isinstance(self._human, TextLogSink) else []
+        return [self._jsonl.file, *human]
 
     def discard_buffers(self) -> None:
         """Drop waiting lines (called in a forked child, which must not write its parent's lines)."""
         for file in self._files():
             file.discard()
-        self._device_rows = []
         self._waiting = 0
-        # The parent owns best.json: a child's stale copy of the bests must never replace it.
-        self._best.path = None
-        self._best.dirty = False
+        self._metrics.after_fork()
         # A lock held by another thread at the fork stays held forever in the child: renew them.
         self._lock = threading.RLock()
         self._io_lock = threading.Lock()
@@ -653,9 +589,9 @@ class ExperimentLogger:
             self.closed = True
             flushing.unregister(self)
             with self._io_lock, self._lock:
-                for sink in (self._jsonl, self._human, self._metrics):
-                    if sink is not None:
-                        sink.close()
+                self._jsonl.close()
+                self._human.close()
+                self._metrics.close()
 
     def __enter__(self) -> ExperimentLogger:
         return self

@@ -434,3 +434,15 @@ def test_forked_child_does_not_rewrite_an_older_best_json(tmp_path: Path) -> Non
     run_worker("fork-best", tmp_path, "--flush-interval", "1000")
     best = json.loads((tmp_path / "best.json").read_text(encoding="utf-8"))
     assert best == {"train_loss": {"value": 0.5, "step": 1, "mode": "min"}}
+
+
+def test_forked_child_metrics_go_to_a_file_of_its_own(tmp_path: Path) -> None:
+    """A child's metric rows go to metrics_pid<pid>.csv; the parent's metrics.csv stays whole."""
+    run_worker("fork-metric", tmp_path, "--flush-interval", "1000")
+    header = "step,split,name,value,wall_time"
+    parent = (tmp_path / "metrics.csv").read_text(encoding="utf-8").splitlines()
+    assert parent[0] == header and [row.split(",")[0] for row in parent[1:]] == ["0", "1"]
+    (child_file,) = tmp_path.glob("metrics_pid*.csv")
+    child = child_file.read_text(encoding="utf-8").splitlines()
+    assert child[0] == header and child[1].startswith("100,train,loss,0.01,")
+    assert len(child) == 2

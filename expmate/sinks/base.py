@@ -32,8 +32,10 @@ class AppendFile:
     """An append-only text file fed whole lines and written in one ``os.write`` per flush.
 
     Lines wait in ``buffer`` until :meth:`flush` (the owner decides when, and bounds how many
-    wait), then go out as a single write of complete lines, so a process killed at any instant leaves no torn line. The file
-    is opened once, in append mode; nothing already in it is truncated.
+    wait), then go out as a single write of complete lines. A kill can cut such a write short
+    only at a page boundary, so only the file's last line can be left incomplete; the next open
+    moves that fragment to ``<file>.torn``. The file is opened once, in append mode; nothing
+    already in it is truncated.
 
     Args:
         path: the file.

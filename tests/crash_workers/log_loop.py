@@ -14,6 +14,8 @@ Usage: ``log_loop.py MODE RUN_DIR [options]``. Every step logs the improving met
 - ``term-in-flush``: log ``--steps`` steps, then flush; the flush's first write sends SIGTERM to
   the process itself, so the signal arrives while the main thread is inside that flush.
 - ``fork-best``: log step 0, fork; the parent logs step 1 and flushes, then the child flushes.
+- ``fork-metric``: log step 0 (not flushed), fork; the child logs a metric at step 100 and
+  flushes; the parent logs step 1 and closes.
 - ``fork-busy``: fork while another thread is in the middle of writing a flush; the child logs
   ``child`` and flushes. Exits 0 if the child finished within ``--child-timeout`` seconds.
 
@@ -89,6 +91,19 @@ def fork_best(logger: ExperimentLogger) -> int:
     return 0 if os.waitstatus_to_exitcode(status) == 0 else 1
 
 
+def fork_metric(logger: ExperimentLogger) -> int:
+    log_step(logger, 0)
+    pid = os.fork()
+    if pid == 0:
+        logger.log_metric(step=100, split="train", name="loss", value=0.01)
+        logger.flush_files()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    log_step(logger, 1)
+    logger.close()
+    return 0 if os.waitstatus_to_exitcode(status) == 0 else 1
+
+
 def fork_busy(logger: ExperimentLogger, steps: int, child_timeout: float) -> int:
     for step in range(steps):
         log_step(logger, step)
@@ -160,7 +175,7 @@ def install_previous_handler(marker: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "mode", choices=["exit", "loop", "stall", "fork", "fork-best", "fork-busy", "term-in-flush"]
+        "mode", choices=["exit", "loop", "stall", "fork", "fork-best", "fork-metric", "fork-busy", "term-in-flush"]
     )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--flush-interval", type=float, default=1.0)
@@ -191,6 +206,8 @@ def main() -> int:
         return term_in_flush(logger, args.steps)
     elif args.mode == "fork-best":
         return fork_best(logger)
+    elif args.mode == "fork-metric":
+        return fork_metric(logger)
     elif args.mode == "fork-busy":
         return fork_busy(logger, args.steps, args.child_timeout)
     else:

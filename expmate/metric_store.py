@@ -1,0 +1,161 @@
+"""One rank's metrics: the rows of its metrics CSV and the best value of each tracked metric.
+
+Host numbers become CSV rows at once (in memory, written at the logger's next flush). Device
+tensors wait as they are and are copied to the host together, one transfer per device, when the
+logger flushes or a best value is asked for: never one copy (one GPU sync) per call.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from expmate.best import BestTracker, detect_mode
+from expmate.sinks import AppendFile, MetricsCsvSink
+from expmate.values import host_floats, text_value
+
+# (CSV middle ``,split,name,``, best.json key ``split_name``, mode detected from the name)
+KeyInfo = tuple[str, str, str | None]
+
+
+class MetricStore:
+    """Rows and best values of one rank, held until the owner flushes them.
+
+    Args:
+        csv_path: the metrics file (opened with the first row, so a rank that logs no metric of
+            its own creates none).
+        best_path: ``best.json``, or None to keep the bests in memory only (ranks other than 0).
+    """
+
+    def __init__(self, csv_path: Path, best_path: Path | None) -> None:
+        self._csv_path = csv_path
+        self._csv: MetricsCsvSink | None = None
+        self.best = BestTracker(best_path)
+        self._keys: dict[tuple[str, str], KeyInfo] = {}
+        self._device_rows: list[tuple[Any, ...]] = []
+        # Re-entrant for the same reason as the logger's: a SIGTERM handler may flush from inside.
+        self.lock = threading.RLock()
+        self.waiting = 0  # rows held in memory since the last take()
+
+    def key(self, split: Any, name: Any) -> KeyInfo:
+        """The CSV middle, best key and detected mode of a (split, name) pair, validated once.
+
+        Raises:
+            TypeError, ValueError: split or name is not a non-empty string.
+        """
+        try:
+            found = self._keys.get((split, name))
+        except TypeError:  # unhashable: let the validation below name it
+            found = None
+        if found is not None:
+            return found
+        text_value(split, what="split")
+        text_value(name, what="metric name")
+        found = (MetricsCsvSink.middle(split, name), f"{split}_{name}", detect_mode(name))
+        self._keys[(split, name)] = found
+        return found
+
+    def record(
+        self,
+        step: int,
+        split: str,
+        name: str,
+        value: float | int,
+        track_best: bool,
+        mode: str | None,
+        wall: float,
+        *,
+        write: bool = True,
+    ) -> int:
+        """Add one host value: a CSV row (when ``write``) and the best-value update.
+
+        Returns:
+            How many rows now wait in memory (the owner flushes when that grows too large).
+        """
+        middle, best_key, detected = self.key(split, name)
+        with self.lock:
+            if write:
+                csv = self._csv
+                if csv is None:
+                    csv = self._csv = MetricsCsvSink(self._csv_path)
+                csv.row(step, middle, value, wall)
+            if track_best and sys.modules["expmate"].track_metrics:
+                direction = mode or detected
+                if direction is not None:
+                    self.best.update(best_key, float(value), step, direction)
+            self.waiting += 1
+            return self.waiting
+
+    def defer(
+        self,
+        step: int,
+        split: str,
+        name: str,
+        tensor: Any,
+        track_best: bool,
+        mode: str | None,
+        wall: float,
+    ) -> int:
+        """Hold a device tensor (a copy: the caller may change it in place) until the next flush.
+
+        Returns:
+            How many rows now wait in memory.
+        """
+        self.key(split, name)
+        tensor = tensor.clone()  # on the device, asynchronous: no host sync
+        with self.lock:
+            self._device_rows.append((step, split, name, tensor, track_best, mode, wall))
+            self.waiting += 1
+            return self.waiting
+
+    def materialize(self) -> None:
+        """Copy the waiting device values to the host, one transfer per device, and record them."""
+        with self.lock:
+            rows, self._device_rows = self._device_rows, []
+        if not rows:
+            return
+        host = host_floats([row[3] for row in rows])
+        for (step, split, name, _, track_best, mode, wall), value in zip(rows, host, strict=True):
+            self.record(step, split, name, value, track_best, mode, wall)
+
+    def get_best(self, split: str, name: str) -> dict[str, Any] | None:
+        """``{'value', 'step', 'mode'}`` of ``split``/``name`` (waiting device values first)."""
+        self.materialize()
+        return self.best.get(f"{split}_{name}")
+
+    def take(self) -> tuple[list[tuple[AppendFile, list[str]]], str | None]:
+        """The waiting CSV lines and, taken with them, the ``best.json`` text (None if unchanged).
+
+        Taken together so ``best.json`` never names a step whose row is not yet on disk.
+        """
+        with self.lock:
+            batches = [(self._csv.file, self._csv.file.take())] if self._csv is not None else []
+            bests = self.best.snapshot()
+            self.waiting = 0
+        return batches, bests
+
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's waiting rows and leave the parent's files alone.
+
+        One writer per file: rows a child logs go to ``<stem>_pid<pid>.csv`` (created only if it
+        logs any), and the child never writes ``best.json``.
+        """
+        if self._csv is not None:
+            self._csv.file.discard()
+            self._csv = None
+        path = self._csv_path
+        self._csv_path = path.with_name(f"{path.stem}_pid{os.getpid()}{path.suffix}")
+        self._device_rows = []
+        self.waiting = 0
+        self.best.path = None
+        self.best.dirty = False
+        self.lock = threading.RLock()
+
+    def close(self) -> None:
+        """Close the CSV file (the owner has flushed first)."""
+        with self.lock:
+            if self._csv is not None:
+                self._csv.close()
