@@ -122,6 +122,21 @@ def test_best_json_holds_the_reduced_best(main_run: tuple[Path, LaunchResult]) -
         }
 
 
+def test_generated_run_dir_is_shared(main_run: tuple[Path, LaunchResult]) -> None:
+    """Without run_dir, rank 0 names runs/<run_id> and every rank writes into that directory."""
+    run_dir, _ = main_run
+    generated = {result["generated"] for result in results(run_dir)}
+    assert len(generated) == 1
+    (path,) = (Path(p) for p in generated)
+    assert path.parent.name == "runs"
+    assert sorted(p.name for p in path.iterdir()) == [
+        "events.jsonl",
+        "events_rank1.jsonl",
+        "exp.log",
+        "exp_rank1.log",
+    ]
+
+
 def test_console_from_rank_zero_only(main_run: tuple[Path, LaunchResult]) -> None:
     """One console copy: rank 0's lines once, rank 1's never; log_every thins the console."""
     _, launch = main_run

@@ -3,7 +3,8 @@
 Usage: logger_worker.py RUN_DIR MODE, MODE one of:
 
 - ``main``: rank helpers, per-rank files, reduced metrics (mean weighted, sum, min, max, tensors),
-  unreduced metrics, best values, log_every, timer_across_ranks, a mismatch raised on every rank;
+  unreduced metrics, best values, log_every, timer_across_ranks, a mismatch raised on every rank,
+  a run directory generated on rank 0 and used by every rank;
 - ``nodes``: a short run for a job of several torchrun "nodes";
 - ``restart``: rank 1 dies once in the first attempt; the restarted attempt completes.
 
@@ -88,6 +89,17 @@ def mismatch(logger: ExperimentLogger, rank: int, result: dict[str, Any]) -> Non
         result["mismatch"] = str(exc)
 
 
+def generated_run_dir(run_dir: Path, result: dict[str, Any]) -> None:
+    """A logger without run_dir names one (runs/<run_id>) on rank 0 and every rank uses it."""
+    where = run_dir.parent / f"{run_dir.name}_generated"
+    where.mkdir(exist_ok=True)
+    os.chdir(where)
+    logger = ExperimentLogger(console_output=False)
+    logger.info("generated")
+    result["generated"] = str(logger.run_dir.resolve())
+    logger.close()
+
+
 def main_mode(run_dir: Path, rank: int) -> dict[str, Any]:
     result: dict[str, Any] = {"setup": list(mp.setup_ddp("gloo"))}
     logger = ExperimentLogger(run_dir, run_id="ddp", reduce="mean", sync_timeout=30)
@@ -96,6 +108,7 @@ def main_mode(run_dir: Path, rank: int) -> dict[str, Any]:
     train(logger, rank, result)
     mismatch(logger, rank, result)
     logger.close()
+    generated_run_dir(run_dir, result)
     return result
 
 
