@@ -1,0 +1,99 @@
+"""expmate.metric_store: one rank's metric rows and best values, held until taken."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from expmate.metric_store import MetricStore
+
+HEADER = "step,split,name,value,wall_time\n"
+
+
+def written(store: MetricStore) -> tuple[str, str | None]:
+    """Write what take() hands over, as the logger does; return (csv lines, best text)."""
+    batches, bests = store.take()
+    text = "".join("".join(lines) for _, lines in batches)
+    for target, lines in batches:
+        target.write(lines)
+    return text, bests
+
+
+def test_record_buffers_a_row_and_counts_waiting_rows(tmp_path: Path) -> None:
+    """A host value becomes one exact CSV row (after the header) and one waiting row."""
+    store = MetricStore(tmp_path / "metrics.csv", tmp_path / "best.json")
+    assert store.record(3, "val", "loss", 0.25, True, None, 12.0) == 1
+    assert store.record(3, "val", "accuracy", 0.5, True, None, 12.0) == 2
+    text, _ = written(store)
+    assert text == HEADER + "3,val,loss,0.25,12.000\n3,val,accuracy,0.5,12.000\n"
+    assert store.waiting == 0
+
+
+def test_take_hands_over_the_bests_of_the_same_rows(tmp_path: Path) -> None:
+    """The best.json text taken with the rows names only steps among those rows."""
+    store = MetricStore(tmp_path / "metrics.csv", tmp_path / "best.json")
+    store.record(0, "val", "loss", 0.5, True, None, 1.0)
+    store.record(1, "val", "loss", 0.4, True, None, 1.0)
+    _, bests = written(store)
+    assert bests is not None
+    assert json.loads(bests) == {"val_loss": {"value": 0.4, "step": 1, "mode": "min"}}
+    assert written(store) == ("", None)  # nothing new: no rows, no best.json rewrite
+
+
+def test_write_false_tracks_best_without_a_row(tmp_path: Path) -> None:
+    """A reduced value on a rank other than 0 updates the best and writes no row."""
+    store = MetricStore(tmp_path / "metrics_rank1.csv", None)
+    store.record(2, "val", "accuracy", 0.9, True, None, 1.0, write=False)
+    assert store.get_best("val", "accuracy") == {"value": 0.9, "step": 2, "mode": "max"}
+    assert written(store) == ("", None)
+    assert not (tmp_path / "metrics_rank1.csv").exists()
+
+
+def test_untracked_name_has_no_best(tmp_path: Path) -> None:
+    """A name that says neither min nor max, with no mode, is written but never tracked."""
+    store = MetricStore(tmp_path / "metrics.csv", tmp_path / "best.json")
+    store.record(0, "train", "lr", 0.1, True, None, 1.0)
+    assert store.get_best("train", "lr") is None
+    store.record(0, "train", "lr", 0.1, True, "min", 1.0)
+    assert store.get_best("train", "lr") == {"value": 0.1, "step": 0, "mode": "min"}
+
+
+@pytest.mark.parametrize(
+    ("split", "name", "error"),
+    [("", "loss", ValueError), ("val", 3, TypeError), (["val"], "loss", TypeError)],
+)
+def test_key_rejects_bad_split_or_name(
+    tmp_path: Path, split: object, name: object, error: type
+) -> None:
+    """Split and name must be non-empty strings; the error names the bad one."""
+    store = MetricStore(tmp_path / "metrics.csv", None)
+    with pytest.raises(error):
+        store.key(split, name)
+
+
+def test_deferred_tensor_is_copied_and_read_at_materialize(tmp_path: Path) -> None:
+    """A deferred tensor is snapshotted when logged and becomes a row at materialize()."""
+    store = MetricStore(tmp_path / "metrics.csv", tmp_path / "best.json")
+    value = torch.tensor(0.5)
+    assert store.defer(0, "val", "loss", value, True, None, 7.0) == 1
+    value += 1  # a change after logging does not count
+    assert store.get_best("val", "loss") == {"value": 0.5, "step": 0, "mode": "min"}
+    text, _ = written(store)
+    assert text == HEADER + "0,val,loss,0.5,7.000\n"
+
+
+def test_after_fork_moves_rows_to_a_file_of_the_child(tmp_path: Path) -> None:
+    """After a fork the parent's waiting rows are dropped, new rows go to metrics_pid<pid>.csv
+    and best.json is never written."""
+    store = MetricStore(tmp_path / "metrics.csv", tmp_path / "best.json")
+    store.record(0, "val", "loss", 0.5, True, None, 1.0)
+    store.after_fork()
+    store.record(1, "val", "loss", 0.25, True, None, 1.0)
+    text, bests = written(store)
+    assert (text, bests) == (HEADER + "1,val,loss,0.25,1.000\n", None)
+    assert (tmp_path / f"metrics_pid{os.getpid()}.csv").read_text() == text
+    assert (tmp_path / "metrics.csv").read_text() == ""  # the parent writes its own rows
