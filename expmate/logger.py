@@ -198,35 +198,23 @@ class ExperimentLogger:
 
     def debug(self, message: Any, **fields: Any) -> None:
         """Log at DEBUG (cyan on the console); keyword fields go into the JSONL event."""
-        if self.closed:
-            self._raise_closed()
-        if self._levelno <= 10:
-            self._message(10, "DEBUG", message, fields)
+        self._log_at(10, "DEBUG", message, fields)
 
     def info(self, message: Any, **fields: Any) -> None:
         """Log at INFO (green on the console); keyword fields go into the JSONL event."""
-        if self.closed:
-            self._raise_closed()
-        if self._levelno <= 20:
-            self._message(20, "INFO", message, fields)
+        self._log_at(20, "INFO", message, fields)
 
     def warning(self, message: Any, **fields: Any) -> None:
         """Log at WARNING (yellow on the console)."""
-        if self.closed:
-            self._raise_closed()
-        if self._levelno <= 30:
-            self._message(30, "WARNING", message, fields)
+        self._log_at(30, "WARNING", message, fields)
 
     def error(self, message: Any, **fields: Any) -> None:
         """Log at ERROR (red on the console)."""
-        if self.closed:
-            self._raise_closed()
-        if self._levelno <= 40:
-            self._message(40, "ERROR", message, fields)
+        self._log_at(40, "ERROR", message, fields)
 
     def critical(self, message: Any, **fields: Any) -> None:
         """Log at CRITICAL."""
-        self._message(50, "CRITICAL", message, fields)
+        self._log_at(50, "CRITICAL", message, fields)
 
     def log(self, message: Any, level: str | int = "INFO", **fields: Any) -> None:
         """Log at ``level`` given by name (any case) or number.
@@ -234,15 +222,20 @@ class ExperimentLogger:
         Raises:
             ValueError: an unknown level, named in the message.
         """
-        if self.closed:
-            self._raise_closed()
         name = level_name(level)
-        if LEVELS[name] >= self._levelno:
-            self._message(LEVELS[name], name, message, fields)
+        self._log_at(LEVELS[name], name, message, fields)
 
-    def _message(self, levelno: int, level: str, message: Any, fields: dict[str, Any]) -> None:
+    def _log_at(self, levelno: int, level: str, message: Any, fields: dict[str, Any]) -> None:
+        """Build and dispatch a message event if ``levelno`` passes the logger's level.
+
+        Raises:
+            RuntimeError: the logger is closed (whatever the level).
+            ValueError: a keyword field uses a reserved name.
+        """
         if self.closed:
             self._raise_closed()
+        if levelno < self._levelno:
+            return
         if type(message) is not str:
             message = str(message)
         frames = self._stages.get()
@@ -255,10 +248,9 @@ class ExperimentLogger:
             stage, fields = frames[-1]
         else:
             stage = None
+        quiet = self._quiet.get()
         self._dispatch(
-            Event(
-                time.time(), level, message, KIND_MESSAGE, stage, fields or None, self._quiet.get()
-            )
+            Event(time.time(), level, message, KIND_MESSAGE, stage, fields or None, quiet)
         )
 
     def _stage_event(
