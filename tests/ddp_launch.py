@@ -101,7 +101,10 @@ def torchrun(
             when they name ``--rdzv-endpoint`` or ``--master-port``).
     """
     launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
-    if not any(a.startswith(("--rdzv-endpoint", "--rdzv_endpoint", "--master-port")) for a in extra_torchrun_args):
+    if not any(
+        a.startswith(("--rdzv-endpoint", "--rdzv_endpoint", "--master-port"))
+        for a in extra_torchrun_args
+    ):
         launcher += ["--master-addr=127.0.0.1", f"--master-port={free_port()}"]
     argv = [*launcher, *extra_torchrun_args, str(script), *args]
     return run_group(argv, timeout=timeout, env=worker_env(env), cwd=cwd)

@@ -134,8 +134,6 @@ def test_reopening_appends_and_says_so(tmp_path: Path) -> None:
     assert lines_of(tmp_path / "exp.log") == transcript(events)
 
 
-
-
 def test_torchrun_restart_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """TORCHELASTIC_RESTART_COUNT=2 logs a WARNING event with restart_count=2."""
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "2")

@@ -175,7 +175,17 @@ def install_previous_handler(marker: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "mode", choices=["exit", "loop", "stall", "fork", "fork-best", "fork-metric", "fork-busy", "term-in-flush"]
+        "mode",
+        choices=[
+            "exit",
+            "loop",
+            "stall",
+            "fork",
+            "fork-best",
+            "fork-metric",
+            "fork-busy",
+            "term-in-flush",
+        ],
     )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--flush-interval", type=float, default=1.0)
