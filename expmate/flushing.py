@@ -23,7 +23,7 @@ class Flushable(Protocol):
 
     def due(self, now: float) -> bool: ...
 
-    def discard_buffers(self) -> None: ...
+    def after_fork(self) -> None: ...
 
 
 # Strong references: a logger dropped without close() (a local of main(), say) still has its
@@ -146,7 +146,7 @@ def _after_fork_in_child() -> None:
     """A forked child (a data-loader worker) owns none of the parent's waiting lines or thread."""
     global _thread, _sigterm_installed
     for logger in list(_live):
-        logger.discard_buffers()
+        logger.after_fork()
     _thread = None
     _sigterm_installed = True  # the handler copied from the parent is kept as is
 

@@ -41,18 +41,11 @@ from expmate.sinks import (
     report_failure,
 )
 from expmate.spans import StageBlock, StageStack, TimerBlock
-from expmate.values import metric_value, step_value
+from expmate.values import metric_value, reduce_op, step_value, weight_value
 
-REDUCE_OPS = ("mean", "sum", "min", "max")
 _DEFAULT: Any = object()  # "use the logger's default" for per-call options
 _MAX_WAITING = 2048  # lines held in memory before a flush is forced (bounds memory)
 _ids = itertools.count()
-
-
-def _check_reduce(op: Any) -> str | None:
-    if op is None or op in REDUCE_OPS:
-        return op  # type: ignore[no-any-return]
-    raise ValueError(f"reduce must be one of {', '.join(REDUCE_OPS)} or None, not {op!r}")
 
 
 def _prepare_run_dir(run_dir: Path) -> None:
@@ -117,7 +110,7 @@ class ExperimentLogger:
         pkg = sys.modules["expmate"]
         self.level = level_name(log_level if log_level is not None else pkg.log_level)
         self._levelno = LEVELS[self.level]
-        self.default_reduce = _check_reduce(reduce)
+        self.default_reduce = reduce_op(reduce)
         if not (isinstance(flush_interval, (int, float)) and flush_interval > 0):
             raise ValueError(
                 f"flush_interval must be a positive number of seconds, not {flush_interval!r}"
@@ -334,13 +327,9 @@ class ExperimentLogger:
             value = metric_value(value, what=f"value of metric {split!r}/{name!r}")
         if mode is not None:
             check_mode(mode)
-        op = self.default_reduce if reduce is _DEFAULT else _check_reduce(reduce)
-        if weight != 1.0 and (
-            isinstance(weight, bool)
-            or not isinstance(weight, (int, float))
-            or not (weight >= 0 and math.isfinite(weight))
-        ):
-            raise ValueError(f"weight must be a finite number >= 0, not {weight!r}")
+        op = self.default_reduce if reduce is _DEFAULT else reduce_op(reduce)
+        if type(weight) is not float or not 0.0 <= weight < math.inf:
+            weight = weight_value(weight)
         if op is not None and self.world_size > 1:
             self._reduce(step, split, name, value, op, weight, track_best, mode)
             return
@@ -390,7 +379,7 @@ class ExperimentLogger:
         self._reduce_opts[(split, name)] = (track_best, mode)
         if self._reducer is None:
             self._reducer = self._make_reducer()
-        self._reducer.add(step, split, name, value, op, float(weight))
+        self._reducer.add(step, split, name, value, op, weight)
 
     def _make_reducer(self) -> Any:
         if not process_group_ready():
@@ -556,7 +545,7 @@ class ExperimentLogger:
         human = [self._human.file] if isinstance(self._human, TextLogSink) else []
         return [self._jsonl.file, *human]
 
-    def discard_buffers(self) -> None:
+    def after_fork(self) -> None:
         """Drop waiting lines (called in a forked child, which must not write its parent's lines)."""
         for file in self._files():
             file.discard()

@@ -7,6 +7,7 @@ TypeError or ValueError that names the value.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 import sys
@@ -81,6 +82,34 @@ def metric_value(value: Any, *, what: str = "metric value") -> Any:
         f"{what} must be a number (int, float, numpy scalar or one-element tensor), "
         f"got {_describe(value)}"
     )
+
+
+REDUCE_OPS = ("mean", "sum", "min", "max")
+
+
+def reduce_op(op: Any) -> str | None:
+    """Validate a cross-rank reduction: one of :data:`REDUCE_OPS`, or None for none.
+
+    Raises:
+        ValueError: anything else, with the value named.
+    """
+    if op is None or op in REDUCE_OPS:
+        return op  # type: ignore[no-any-return]
+    raise ValueError(f"reduce must be one of {', '.join(REDUCE_OPS)} or None, not {op!r}")
+
+
+def weight_value(weight: Any) -> float:
+    """Validate a rank's weight in a mean (e.g. its sample count): a finite number >= 0.
+
+    Raises:
+        TypeError: not a number; ValueError: negative, NaN or infinite. Both name the value.
+    """
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        raise TypeError(f"weight must be a number, got {_describe(weight)}")
+    number = float(weight)
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"weight must be a finite number >= 0, got {weight!r}")
+    return number
 
 
 def step_value(step: Any) -> int:

@@ -409,3 +409,30 @@ def test_rank_one_metrics_go_to_its_own_csv_without_best_file(tmp_path: Path) ->
     assert lines_of(tmp_path / "metrics_rank1.csv")[1].startswith("0,val,loss,0.5,")
     assert not (tmp_path / "metrics.csv").exists()
     assert not (tmp_path / "best.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("weight", "error", "named"),
+    [(-1, ValueError, "-1"), (float("nan"), ValueError, "nan"), ("10", TypeError, "'10'")],
+)
+def test_bad_weight_is_named_and_nothing_is_lost(
+    tmp_path: Path, weight: Any, error: type, named: str
+) -> None:
+    """A negative, NaN or non-numeric weight raises at once, naming it; earlier rows stay."""
+    logger, _ = make_logger(tmp_path)
+    logger.log_metric(step=0, split="val", name="loss", value=0.5, weight=32)
+    with pytest.raises(error, match=re.escape(named)):
+        logger.log_metric(step=1, split="val", name="loss", value=0.4, weight=weight)
+    logger.close()
+    assert _rows(tmp_path) == ["0,val,loss,0.5"]
+
+
+def test_bad_reduction_is_named(tmp_path: Path) -> None:
+    """An unknown reduction raises at construction and per call, naming the value."""
+    with pytest.raises(ValueError, match="'median'"):
+        make_logger(tmp_path / "a", reduce="median")
+    logger, _ = make_logger(tmp_path / "b")
+    with pytest.raises(ValueError, match="'avg'"):
+        logger.log_metric(step=0, split="val", name="loss", value=0.5, reduce="avg")
+    logger.close()
+    assert not (tmp_path / "b" / "metrics.csv").exists()

@@ -11,6 +11,18 @@ import expmate
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _run_python(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter with the repository importable."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+
 def test_all_is_pinned() -> None:
     """expmate.__all__ holds exactly the documented names, sorted."""
     assert expmate.__all__ == [
@@ -34,14 +46,7 @@ def test_every_exported_name_exists() -> None:
 def test_import_does_not_import_torch() -> None:
     """`import expmate` in a fresh interpreter leaves torch (and numpy) unimported."""
     code = "import sys, expmate; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    result = _run_python(code)
     assert result.stdout == "[]\n"
 
 
@@ -57,12 +62,5 @@ def test_logging_does_not_import_torch() -> None:
         "            pass\n"
         "print('torch' in sys.modules)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    result = _run_python(code)
     assert result.stdout == "False\n"

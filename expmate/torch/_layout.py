@@ -16,7 +16,9 @@ from typing import Any
 
 import torch
 
-OPS = ("mean", "sum", "min", "max")
+from expmate.values import REDUCE_OPS
+
+OPS = REDUCE_OPS
 
 MetricKey = tuple[str, str, str]
 """``(split, name, op)``."""

@@ -52,7 +52,7 @@ from expmate.torch._transport import (
     Transport,
     default_transport,
 )
-from expmate.values import host_floats
+from expmate.values import host_floats, weight_value
 
 __all__ = [
     "GlooTransport",
@@ -163,7 +163,7 @@ class MetricReducer:
         if op not in _OP_SET:
             raise ValueError(f"reduce must be one of {', '.join(OPS)}, got {op!r}")
         if not (type(weight) is float and 0.0 <= weight < math.inf):
-            weight = _checked_weight(weight)
+            weight = weight_value(weight)
         if self._closed or self._failure is not None:
             self._check_usable()
         if step != self._step and self._step is not None:
@@ -303,15 +303,6 @@ class MetricReducer:
             "or left the job. Every rank must log the same steps and call sync()/flush()/close() "
             f"at the same points. Cause: {str(exc).strip()[:500]}"
         )
-
-
-def _checked_weight(weight: Any) -> float:
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-        raise TypeError(f"weight must be a number, got {weight!r}")
-    weight = float(weight)
-    if not (math.isfinite(weight) and weight >= 0):
-        raise ValueError(f"weight must be a finite number >= 0, got {weight!r}")
-    return weight
 
 
 _LIVE: list[weakref.ref[MetricReducer]] = []
