@@ -15,6 +15,8 @@ import time
 from types import FrameType
 from typing import Any, Protocol
 
+from expmate import run_end
+
 
 class Flushable(Protocol):
     flush_interval: float
@@ -79,6 +81,7 @@ def flush_all() -> None:
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     global _resent
+    run_end.note_signal(signum)
     if _resent:
         _resent = False  # the deferred flush below is done: act on the signal now
     elif _inside_flush(frame) and _defer(signum):
