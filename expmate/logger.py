@@ -419,6 +419,14 @@ class ExperimentLogger:
         """
         return self._metrics.get_best(split, name)
 
+    def get_last_metric(self, name: str, split: str = "val") -> dict[str, Any] | None:
+        """``{'value', 'step'}`` of the latest ``split``/``name`` logged, or None.
+
+        The value written to ``metrics.csv``: under reduction the global value, known on every
+        rank (counted from the last sync, as for :meth:`get_best_metric`).
+        """
+        return self._metrics.get_last(split, name)
+
     # ------------------------------------------------------------------ stages, timers, rate limits
 
     def stage(self, name: str, **metadata: Any) -> StageBlock:

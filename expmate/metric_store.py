@@ -35,6 +35,9 @@ class MetricStore:
         self._csv: MetricsCsvSink | None = None
         self.best = BestTracker(best_path)
         self._keys: dict[tuple[str, str], KeyInfo] = {}
+        # best.json key -> [value, step] of the latest value recorded (written or, on ranks other
+        # than 0, reduced and kept in memory); a list so an update is two stores.
+        self.last: dict[str, list[Any]] = {}
         self._device_rows: list[tuple[Any, ...]] = []
         # Re-entrant for the same reason as the logger's: a SIGTERM handler may flush from inside.
         self.lock = threading.RLock()
@@ -82,6 +85,12 @@ class MetricStore:
                 if csv is None:
                     csv = self._csv = MetricsCsvSink(self._csv_path)
                 csv.row(step, middle, value, wall)
+            latest = self.last.get(best_key)
+            if latest is None:
+                self.last[best_key] = [value, step]
+            else:
+                latest[0] = value
+                latest[1] = step
             if track_best and sys.modules["expmate"].track_metrics:
                 direction = mode or detected
                 if direction is not None:
@@ -125,6 +134,12 @@ class MetricStore:
         """``{'value', 'step', 'mode'}`` of ``split``/``name`` (waiting device values first)."""
         self.materialize()
         return self.best.get(f"{split}_{name}")
+
+    def get_last(self, split: str, name: str) -> dict[str, Any] | None:
+        """``{'value', 'step'}`` of the latest value of ``split``/``name`` (device values first)."""
+        self.materialize()
+        latest = self.last.get(f"{split}_{name}")
+        return None if latest is None else {"value": latest[0], "step": latest[1]}
 
     def take(self) -> tuple[list[tuple[AppendFile, list[str]]], str | None]:
         """The waiting CSV lines and, taken with them, the ``best.json`` text (None if unchanged).

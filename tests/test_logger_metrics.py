@@ -436,3 +436,15 @@ def test_bad_reduction_is_named(tmp_path: Path) -> None:
         logger.log_metric(step=0, split="val", name="loss", value=0.5, reduce="avg")
     logger.close()
     assert not (tmp_path / "b" / "metrics.csv").exists()
+
+
+def test_get_last_metric(tmp_path: Path) -> None:
+    """get_last_metric answers the latest value and step, also of an untracked metric."""
+    logger, _ = make_logger(tmp_path / "run")
+    logger.log_metric(step=0, split="val", name="loss", value=0.4)
+    logger.log_metric(step=1, split="val", name="loss", value=0.6)
+    logger.log_metric(step=1, split="train", name="lr", value=0.01)
+    assert logger.get_last_metric("loss") == {"value": 0.6, "step": 1}
+    assert logger.get_last_metric("lr", split="train") == {"value": 0.01, "step": 1}
+    assert logger.get_last_metric("accuracy") is None
+    logger.close()

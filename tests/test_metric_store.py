@@ -97,3 +97,14 @@ def test_after_fork_moves_rows_to_a_file_of_the_child(tmp_path: Path) -> None:
     assert (text, bests) == (HEADER + "1,val,loss,0.25,1.000\n", None)
     assert (tmp_path / f"metrics_pid{os.getpid()}.csv").read_text() == text
     assert (tmp_path / "metrics.csv").read_text() == ""  # the parent writes its own rows
+
+
+def test_last_value_per_metric(tmp_path: Path) -> None:
+    """get_last gives the latest value and its step, whatever the direction of the metric."""
+    store = MetricStore(tmp_path / "metrics.csv", None)
+    store.record(0, "val", "loss", 0.5, True, None, 1.0)
+    store.record(1, "val", "loss", 0.7, True, None, 2.0)
+    store.record(1, "train", "lr", 3, True, None, 2.0)
+    assert store.get_last("val", "loss") == {"value": 0.7, "step": 1}
+    assert store.get_last("train", "lr") == {"value": 3, "step": 1}
+    assert store.get_last("val", "accuracy") is None
