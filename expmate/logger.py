@@ -10,13 +10,13 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from expmate import flushing
+from expmate import flushing, run_end
 from expmate.best import check_mode
 from expmate.colors import use_color
 from expmate.events import (
@@ -42,6 +42,9 @@ from expmate.sinks import (
 )
 from expmate.spans import StageBlock, StageStack, TimerBlock
 from expmate.values import metric_value, reduce_op, step_value, weight_value
+
+if TYPE_CHECKING:
+    from expmate.mirrors import Mirror
 
 _DEFAULT: Any = object()  # "use the logger's default" for per-call options
 _MAX_WAITING = 2048  # lines held in memory before a flush is forced (bounds memory)
@@ -81,10 +84,15 @@ class ExperimentLogger:
         flush_interval: at most this many seconds pass before buffered lines reach the disk.
         color: force console colors on or off; None decides from NO_COLOR, FORCE_COLOR and the TTY.
         console_stream: where console lines go; None means the current ``sys.stdout``.
+        mirror: live mirrors of ``metrics.csv``, the config and the best values, forwarded from
+            global rank 0 on background threads: ``"tensorboard"``, ``"wandb"``, ``"mlflow"``,
+            :class:`expmate.mirrors.Mirror` instances, or a list of them (docs/integrations.md).
 
     Raises:
         NotADirectoryError, OSError, PermissionError: ``run_dir`` cannot hold the run's files.
-        ValueError: an unknown level, reduction or a non-positive interval.
+        ValueError: an unknown level, reduction, mirror name or a non-positive interval.
+        ModuleNotFoundError: a named mirror's tracker is not installed (the message names the
+            ``pip install "expmate[...]"`` that adds it).
 
     Example:
         >>> logger = ExperimentLogger(run_dir="runs/exp1", console_output=False)  # doctest: +SKIP
@@ -106,6 +114,7 @@ class ExperimentLogger:
         flush_interval: float = 1.0,
         color: bool | None = None,
         console_stream: IO[str] | None = None,
+        mirror: str | Mirror | Sequence[str | Mirror] | None = None,
     ) -> None:
         pkg = sys.modules["expmate"]
         self.level = level_name(log_level if log_level is not None else pkg.log_level)
@@ -121,6 +130,10 @@ class ExperimentLogger:
             )
         self.flush_interval = float(flush_interval)
         self.sync_timeout = float(sync_timeout)
+        if mirror is not None:
+            from expmate.mirrors import build_mirrors
+
+            mirror = build_mirrors(mirror)  # checked on every rank, before anything is written
         self.rank = detect_rank() if rank is None else int(rank)
         self.world_size = detect_world_size()
         if run_dir is None:
@@ -155,6 +168,8 @@ class ExperimentLogger:
             self.run_dir / f"metrics{suffix}.csv",
             self.run_dir / "best.json" if self.rank == 0 else None,
         )
+        self._mirrors: Any = None
+        self._exit_exc: BaseException | None = None
         self._reduce_opts: dict[tuple[str, str], tuple[bool, str | None]] = {}
         self._reducer: Any = None
         self._limiters: dict[Any, RateLimiter] = {}
@@ -168,6 +183,10 @@ class ExperimentLogger:
             # its logger at the same point), so sync()/flush()/close() are collectives from the
             # start, on every rank alike.
             self._reducer = self._make_reducer()
+        if mirror and self.rank == 0:
+            from expmate.mirrors.forwarder import MirrorSet, run_info
+
+            self._mirrors = MirrorSet(mirror, self._metrics, run_info(self.run_dir, self.run_id))
 
     def _opened(self, resumed: bool) -> None:
         """Record what the run directory should know about how this process started."""
@@ -559,6 +578,7 @@ class ExperimentLogger:
             file.discard()
         self._waiting = 0
         self._metrics.after_fork()
+        self._mirrors = None  # their threads stayed in the parent
         # A lock held by another thread at the fork stays held forever in the child: renew them.
         self._lock = threading.RLock()
         self._io_lock = threading.Lock()
@@ -574,6 +594,8 @@ class ExperimentLogger:
             if sync and self._reducer is not None:
                 self._reducer.close()
         finally:
+            if self._mirrors is not None:
+                self._close_mirrors()
             self.flush_files()
             self.closed = True
             flushing.unregister(self)
@@ -581,6 +603,12 @@ class ExperimentLogger:
                 self._jsonl.close()
                 self._human.close()
                 self._metrics.close()
+
+    def _close_mirrors(self) -> None:
+        """Let the mirrors take the last rows and the best values; a loss becomes a WARNING."""
+        for message, fields in self._mirrors.close(run_end.outcome(self._exit_exc)):
+            self._dispatch(Event(time.time(), "WARNING", message, KIND_MESSAGE, None, fields))
+        self._mirrors = None
 
     def __enter__(self) -> ExperimentLogger:
         return self
@@ -592,6 +620,7 @@ class ExperimentLogger:
         tb: TracebackType | None,
     ) -> None:
         # On an exception other ranks may never reach a collective: close without one.
+        self._exit_exc = exc
         self.close(sync=exc_type is None)
 
     def __repr__(self) -> str:
