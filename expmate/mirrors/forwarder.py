@@ -186,6 +186,7 @@ class MirrorSet:
             store.listener = put_all
         with _open_lock:
             _open.add(self)
+        run_first_at_exit()
 
     def close(self, outcome: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """Forward what is waiting and the best values, finish each mirror (waiting at most its
