@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,8 +24,7 @@ class MetricRow(NamedTuple):
     wall_time: float
 
 
-@dataclass(frozen=True)
-class RunInfo:
+class RunInfo(NamedTuple):
     """What a mirror is told about the run when it starts.
 
     Attributes:
