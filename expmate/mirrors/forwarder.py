@@ -127,7 +127,8 @@ class MirrorWorker:
             method(arg)
         except Exception as exc:  # noqa: BLE001 - a broken tracker must never reach training
             self.failed = True
-            self.problems.append(f"it raised {type(exc).__name__} while {what.split()[0]}: {exc}")
+            doing = what.removesuffix(" to")
+            self.problems.append(f"it raised {type(exc).__name__} while {doing}: {exc}")
             report_failure(f"{what} {self._label}", exc)
             return False
         return True

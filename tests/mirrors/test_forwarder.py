@@ -233,7 +233,7 @@ def test_mirror_failing_mid_run_keeps_what_it_took(
     assert [(e["message"], e["forwarded"], e["not_forwarded"]) for e in events] == [
         (
             "Mirror 'fails-later' forwarded 10 of 25 metric values (15 not forwarded): it raised "
-            "ConnectionError while forwarding: connection reset",
+            "ConnectionError while forwarding metrics: connection reset",
             10,
             15,
         )
@@ -245,9 +245,11 @@ def test_mirror_failing_mid_run_keeps_what_it_took(
 def test_blocked_mirror_never_blocks_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A tracker blocked for 10 s: the loop and close() end long before; drops are counted."""
-    mirror = Stuck()
-    logger = ExperimentLogger(run_dir=tmp_path, console_output=False, mirror=mirror)
+    """A tracker blocked for 10 s: the loop and close() end long before; drops are counted; a
+    healthy mirror beside it gets every row."""
+    mirror, healthy = Stuck(), Recorder()
+    healthy.queue_size = 30_000
+    logger = ExperimentLogger(run_dir=tmp_path, console_output=False, mirror=[mirror, healthy])
     try:
         logger.log_metric(0, "train", "loss", 1.0)
         assert mirror.entered.wait(30)  # the mirror's thread is now inside the blocking call
@@ -262,6 +264,8 @@ def test_blocked_mirror_never_blocks_training(
     assert loop_seconds < 5.0  # the block lasts 10 s
     assert closed_after < 5.0  # close waits the mirror's drain_timeout (0.5 s), not the block
     assert len(read_csv(tmp_path / "metrics.csv")) == 20_002
+    assert as_csv(healthy.rows()) == csv_rows(tmp_path)
+    assert healthy.calls[-1] == ("finish", {"status": "finished"})
     assert capsys.readouterr().err == (
         f"expmate: forwarding metrics to mirror 'stuck' for {tmp_path} failed (MirrorBacklog: "
         "1000 rows are waiting for it; newer rows are dropped and counted until it catches up); "
@@ -271,6 +275,32 @@ def test_blocked_mirror_never_blocks_training(
         "Mirror 'stuck' forwarded 0 of 20001 metric values (20001 not forwarded): its queue of "
         "1000 rows was full; it was not done 0.5 s after close"
     ]
+
+
+class FailsAtFinish(Recorder):
+    name = "fails-at-finish"
+
+    def finish(self, outcome: dict[str, Any]) -> None:
+        raise OSError("disk full")
+
+
+def test_mirror_failing_at_finish_is_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tracker raising in finish: every value forwarded, one warning, and the close WARNING."""
+    mirror = FailsAtFinish()
+    logger = ExperimentLogger(run_dir=tmp_path, console_output=False, mirror=mirror)
+    logger.log_metric(0, "val", "loss", 0.5)
+    logger.close()
+    assert capsys.readouterr().err == (
+        f"expmate: finishing mirror 'fails-at-finish' for {tmp_path} failed (OSError: disk full); "
+        "training continues, further failures of it are not reported\n"
+    )
+    assert warnings_of(tmp_path) == [
+        "Mirror 'fails-at-finish' forwarded 1 of 1 metric values (0 not forwarded): it raised "
+        "OSError while finishing: disk full"
+    ]
+    assert mirror.calls[-1] == ("best", {"val_loss": {"value": 0.5, "step": 0, "mode": "min"}})
 
 
 EXIT_SCRIPT = """
