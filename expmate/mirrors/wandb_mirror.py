@@ -63,19 +63,18 @@ class WandbMirror(Mirror):
         root = self.dir if self.dir is not None else run.run_dir
         root.mkdir(parents=True, exist_ok=True)
         _keep_caches_writable(root / "wandb")
-        kwargs = dict(self.init_kwargs)
-        kwargs.setdefault("settings", wandb.Settings(console="off", silent=True))
-        mode: Any = self.mode or os.environ.get("WANDB_MODE") or "offline"
-        self.run = wandb.init(
-            project=self.project or "expmate",
-            entity=self.entity,
-            mode=mode,
-            dir=str(root),
-            name=run.run_id,
-            config=run.config or {},
-            reinit="create_new",  # several loggers in one process each keep their own run
-            **kwargs,
-        )
+        kwargs: dict[str, Any] = {
+            "project": self.project or "expmate",
+            "entity": self.entity,
+            "mode": self.mode or os.environ.get("WANDB_MODE") or "offline",
+            "dir": str(root),
+            "name": run.run_id,
+            "config": run.config or {},
+            "reinit": "create_new",  # several loggers in one process each keep their own run
+            "settings": wandb.Settings(console="off", silent=True),
+            **self.init_kwargs,  # what the caller gave wins
+        }
+        self.run = wandb.init(**kwargs)
         self.run.define_metric(STEP_KEY, hidden=True)
         self.run.define_metric("*", step_metric=STEP_KEY)
 
