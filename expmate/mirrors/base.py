@@ -50,6 +50,8 @@ class Mirror:
         queue_size: rows that may wait for this mirror; beyond that, new rows are dropped (and
             counted) until it catches up.
         interval: seconds between batches (sooner when the queue is half full).
+        batch_size: the most rows one ``log_metrics`` call gets (what is counted as forwarded
+            is counted a batch at a time).
         drain_timeout: seconds ``close()`` waits for this mirror to take the rows still waiting
             and to finish.
 
@@ -64,6 +66,7 @@ class Mirror:
     name: str = "mirror"
     queue_size: int = 100_000
     interval: float = 0.5
+    batch_size: int = 1000
     drain_timeout: float = 10.0
 
     def start(self, run: RunInfo) -> None:

@@ -109,8 +109,9 @@ class MirrorWorker:
 
     def _forward_waiting(self) -> None:
         rows = self._rows
+        size = max(1, int(self.mirror.batch_size))
         while rows and not self._abandoned:
-            batch = [MetricRow._make(rows.popleft()) for _ in range(len(rows))]
+            batch = [MetricRow._make(rows.popleft()) for _ in range(min(size, len(rows)))]
             if self.failed:
                 self.discarded += len(batch)
                 continue

@@ -101,9 +101,11 @@ def warnings_of(run_dir: Path) -> list[str]:
 
 
 def test_rows_config_best_and_end_reach_the_mirror(tmp_path: Path) -> None:
-    """A mirror gets start (run dir, id, config), exactly metrics.csv's rows, best.json, the end."""
+    """A mirror gets start (run dir, id, config), exactly metrics.csv's rows in batches of at
+    most its batch_size, best.json, the end."""
     expmate.parse_config(["+training.lr=0.001"], defaults={"run_id": "r1", "seed": 7})
     recorder = Recorder()
+    recorder.batch_size = 3
     logger = ExperimentLogger(run_dir=tmp_path, console_output=False, mirror=recorder)
     for step in range(3):
         logger.log_metric(step, "train", "loss", 1.0 / (step + 1))
@@ -116,6 +118,7 @@ def test_rows_config_best_and_end_reach_the_mirror(tmp_path: Path) -> None:
     )
     assert as_csv(recorder.rows()) == csv_rows(tmp_path)
     assert len(recorder.rows()) == 7
+    assert max(len(batch) for kind, batch in recorder.calls if kind == "rows") <= 3
     assert recorder.calls[-2:] == [
         ("best", json.loads((tmp_path / "best.json").read_text(encoding="utf-8"))),
         ("finish", {"status": "finished"}),
