@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import glob
+import json
 import math
 import os
 import re
@@ -250,13 +251,14 @@ class Run:
 
     # ------------------------------------------------------------------ what the run is
 
-    @property
+    @cached_property
     def id(self) -> str:
-        """The run id (from ``summary.json``, ``run.json``, else the directory name)."""
+        """The run id (from ``summary.json``, ``run.json``, the first event, else the
+        directory name)."""
         for record in (self.summary, self.provenance):
             if record and isinstance(record.get("run_id"), str):
                 return str(record["run_id"])
-        return self.path.name
+        return _first_run_id(self.path / "events.jsonl") or self.path.name
 
     def status_at(self, now: float) -> str:
         """The status as seen at ``now``: ``running``, ``finished``, ``failed``,
@@ -372,6 +374,17 @@ class Run:
         if x == "time":
             return [by_step[s][1] for s in steps], values
         return [float(s) for s in steps], values
+
+
+def _first_run_id(path: Path) -> str | None:
+    """The ``run_id`` of the first event of a JSONL file, if it has one."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            event = json.loads(handle.readline())
+    except (OSError, ValueError):
+        return None
+    run_id = event.get("run_id") if isinstance(event, dict) else None
+    return run_id if isinstance(run_id, str) else None
 
 
 def _event_time(event: dict[str, Any]) -> float:

@@ -108,4 +108,4 @@ def terminal_figure(
             target.draw(signal)
         target.title(panel.title if not title or len(built) > 1 else f"{title}: {panel.title}")
         target.label(xlabel, axis="x")
-    return str(figure.build().string(colorless=colorless))
+    return str(figure.build().string(colorless=colorless)).rstrip("\n")

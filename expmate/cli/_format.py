@@ -45,9 +45,11 @@ def clock_seconds(timestamp: float | None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """``85µs``, ``4.2ms``, ``0.42s``, ``12.3s``, ``4m05s``, ``2h03m``, ``3d04h``, or ``-``."""
+    """``1.5µs``, ``85µs``, ``4.2ms``, ``0.42s``, ``12.3s``, ``4m05s``, ``2h03m``, ``3d04h``, or ``-``."""
     if seconds is None or not math.isfinite(seconds):
         return "-"
+    if seconds < 1e-5:
+        return f"{seconds * 1e6:.1f}µs"
     if seconds < 0.001:
         return f"{seconds * 1e6:.0f}µs"
     if seconds < 0.1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from expmate.cli import EXIT_NO_DATA, EXIT_USAGE, CliError
 
@@ -75,13 +75,3 @@ def full_key(text: str) -> str:
     if split is None:
         raise CliError(f"a metric here is SPLIT/NAME (val/loss), not {text!r}", EXIT_USAGE)
     return f"{split}/{name}"
-
-
-def read(run: Run, what: str) -> Any:
-    """``getattr(run, what)``, a read error (a corrupt file) turned into a CLI error naming it."""
-    from expmate.runs import RunError
-
-    try:
-        return getattr(run, what)
-    except RunError as exc:
-        raise CliError(str(exc), EXIT_NO_DATA) from None

@@ -9,7 +9,7 @@ import math
 import time
 from typing import Any
 
-from expmate.cli import EXIT_NO_DATA, CliError
+from expmate.cli import CliError
 from expmate.cli import _format as fmt
 from expmate.cli._records import metric_columns, mode_arrow, record, sort_records
 from expmate.cli._select import select_runs
@@ -74,15 +74,8 @@ def _finite_or_none(value: Any) -> Any:
 
 def comparison(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str], list[Any]]:
     """The records, the differing config keys and the metric columns."""
-    from expmate.runs import RunError
-
     now = time.time()
-    records = []
-    for found in select_runs(args.runs):
-        try:
-            records.append(record(found, now, config=True))
-        except RunError as exc:
-            raise CliError(str(exc), EXIT_NO_DATA) from None
+    records = [record(found, now, config=True) for found in select_runs(args.runs)]
     if args.sort:
         sort_records(records, args.sort)
     keys = differing_keys([r["config"] for r in records])

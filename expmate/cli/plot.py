@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from expmate.cli import EXIT_NO_DATA, EXIT_USAGE, CliError, require
-from expmate.cli._select import metric_key, read, select_runs
+from expmate.cli._select import metric_key, select_runs
 
 if TYPE_CHECKING:
     from expmate.runs import Run
@@ -142,7 +142,7 @@ def panels(runs: list[Run], metrics: list[str], *, x: str) -> tuple[list[Panel],
     for text, split, name in wanted:
         found = []
         for run in runs:
-            for key in read(run, "metric_names")():
+            for key in run.metric_names():
                 s, n = key.split("/", 1)
                 if n == name and (split is None or s == split):
                     xs, ys = run.metric(s, n, x=x)
@@ -172,8 +172,8 @@ def panels(runs: list[Run], metrics: list[str], *, x: str) -> tuple[list[Panel],
             parts = ([run.id] if many_runs else []) + ([s] if len(splits) > 1 else [])
             if x == "time":
                 xs = [(t - origin[id(run)]) / scale for t in xs]
-            label = " ".join(parts) or run.id
-            lines.append(Line(label, xs, ys, run_index[id(run)], splits.index(s)))
+            name = " ".join(parts) or run.id
+            lines.append(Line(name, xs, ys, run_index[id(run)], splits.index(s)))
         out.append(Panel(text, lines))
     return out, label
 

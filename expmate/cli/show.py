@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from expmate.cli import EXIT_NO_DATA, CliError
 from expmate.cli import _format as fmt
-from expmate.cli._select import read, select_run
+from expmate.cli._select import select_run
 
 if TYPE_CHECKING:
     from expmate.runs import Run
@@ -49,10 +49,9 @@ def run(args: argparse.Namespace) -> int:
     from expmate.event_stats import checkpoint_events, problems, stage_totals, timer_stats
 
     found = select_run(args.run)
-    for what in ("summary", "best", "provenance", "config"):
-        read(found, what)
-    events = read(found, "events")
-    metrics = read(found, "metric_summary")
+    _ = found.best, found.provenance, found.config  # a corrupt file is reported before output
+    events = found.events
+    metrics = found.metric_summary
     if not events and not metrics:
         raise CliError(f"run {found.id!r} is empty: no events and no metrics yet", EXIT_NO_DATA)
     out = fmt.console()
