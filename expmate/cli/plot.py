@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -102,7 +103,7 @@ class Line:
     """One curve: its label, points, and which run (color) and split (dash) it belongs to."""
 
     label: str
-    x: list[float]
+    x: Sequence[float]
     y: list[float]
     run: int = 0
     split: int = 0
@@ -138,7 +139,7 @@ def panels(runs: list[Run], metrics: list[str], *, x: str) -> tuple[list[Panel],
         CliError: a metric that none of the runs has (the message lists those they have).
     """
     wanted = [(text, *metric_key(text)) for text in metrics]
-    raw: list[tuple[str, list[tuple[Run, str, list[float], list[float]]]]] = []
+    raw: list[tuple[str, list[tuple[Run, str, Sequence[float], list[float]]]]] = []
     for text, split, name in wanted:
         found = []
         for run in runs:
