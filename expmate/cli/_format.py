@@ -126,7 +126,7 @@ def duration(seconds: float | None) -> str:
 
 
 def number(value: Any) -> str:
-    """A metric value in at most 6 significant digits (``0.4123``, ``1.5e-05``), or ``-``."""
+    """A metric value in 4 significant digits (``0.4123``, ``1.5e-05``), or ``-``."""
     if value is None:
         return "-"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -135,7 +135,7 @@ def number(value: Any) -> str:
         return str(value)
     if math.isnan(value):
         return "nan"
-    return f"{value:.6g}"
+    return f"{value:.4g}"
 
 
 def at_step(value: Any, step: Any) -> str:

@@ -75,9 +75,15 @@ def _smoothing(text: str) -> float:
     return weight
 
 
-def smooth(values: list[float], weight: float) -> list[float]:
-    """Exponential moving average with the start-up bias removed (as TensorBoard draws it);
-    non-finite values are passed through and do not enter the average.
+def smooth(
+    values: list[float], weight: float, x: Sequence[float] | None = None, unit: float = 1.0
+) -> list[float]:
+    """Exponential moving average with the start-up bias removed (as TensorBoard draws it).
+
+    With ``x``, a gap of ``d`` between points counts as ``d / unit`` steps of the average (the
+    weight is ``weight ** (d / unit)``), so lines logged at different intervals (a train loss
+    every step, a validation loss every epoch) are smoothed over the same span of x. Non-finite
+    values are passed through and do not enter the average.
 
     Example:
         >>> smooth([1.0, 0.0, 0.0], 0.5)
@@ -87,15 +93,31 @@ def smooth(values: list[float], weight: float) -> list[float]:
         return list(values)
     out = []
     average = 0.0
-    seen = 0
-    for value in values:
+    kept = 1.0  # the product of the weights so far: what the start-up bias is made of
+    previous = None
+    for i, value in enumerate(values):
         if not math.isfinite(value):
             out.append(value)
             continue
-        average = average * weight + (1.0 - weight) * value
-        seen += 1
-        out.append(average / (1.0 - weight**seen))
+        w = weight
+        if x is not None and previous is not None:
+            w = weight ** max(0.0, (x[i] - x[previous]) / unit)
+        average = average * w + (1.0 - w) * value
+        kept *= w
+        out.append(average / (1.0 - kept) if kept < 1.0 else value)
+        previous = i
     return out
+
+
+def spacing(panel: Panel) -> float:
+    """The smallest median gap between neighbouring x values of a panel's lines: the x span of
+    one smoothing step, the same for every line of the panel."""
+    gaps = []
+    for line in panel.lines:
+        deltas = sorted(b - a for a, b in zip(line.x, line.x[1:], strict=False) if b > a)
+        if deltas:
+            gaps.append(deltas[len(deltas) // 2])
+    return min(gaps) if gaps else 1.0
 
 
 @dataclass
@@ -225,11 +247,17 @@ def _follow(args: argparse.Namespace) -> int:
     try:
         while True:
             runs = select_runs(args.runs)
-            built, label = panels(runs, args.metric, x=args.x)
-            text = _terminal(built, label, args)
+            live = any(r.status == "running" for r in runs)
+            try:
+                built, label = panels(runs, args.metric, x=args.x)
+                text = _terminal(built, label, args)
+            except CliError as exc:
+                if not live:
+                    raise
+                text = f"waiting for the first values ({exc})"  # a run that just started
             sys.stdout.write("\x1b[H\x1b[2J" + text + "\n")
             sys.stdout.flush()
-            if all(r.status != "running" for r in runs):
+            if not live:
                 return 0
             time.sleep(args.interval)
     except KeyboardInterrupt:

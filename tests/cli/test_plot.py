@@ -135,3 +135,37 @@ def test_missing_extra_names_the_pip_install(
         "",
         'expmate plot: a terminal plot needs plotext, which is not installed: pip install "expmate[plot]"\n',
     )
+
+
+def test_follow_redraws_a_live_run_until_it_ends(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--follow waits for a live run's first values, redraws as rows arrive, and stops once
+    the run has ended."""
+    from expmate import ExperimentLogger
+    from expmate.cli import plot
+
+    logger = ExperimentLogger(tmp_path / "live", console_output=False, flush_interval=1000)
+    logger.flush()  # summary.json says running; no metric yet
+    frames: list[int] = []
+
+    def tick(seconds: float) -> None:  # each pause of the loop: the run moves on
+        frames.append(len(frames))
+        if len(frames) < 3:
+            logger.log_metric(len(frames), "val", "loss", 1.0 / len(frames))
+            logger.flush()
+        else:
+            logger.close()
+
+    monkeypatch.setattr(plot.time, "sleep", tick)
+    code, out, _ = expmate(capsys, "plot", str(tmp_path / "live"), "-m", "val/loss", "--follow")
+    draws = out.split("\x1b[H\x1b[2J")[1:]
+    assert code == 0 and len(draws) == 4 and frames == [0, 1, 2]
+    assert draws[0].startswith("waiting for the first values (no run has metric 'val/loss'")
+    assert all(d.splitlines()[0].strip() == "val/loss" for d in draws[1:])
+
+
+def test_smoothing_spans_the_same_x_for_sparse_lines() -> None:
+    """With x, a gap of two units weighs as two steps of the average."""
+    assert smooth([1.0, 0.0], 0.5, [0.0, 2.0], 1.0) == [1.0, 1 / 7]
+    assert smooth([1.0, 0.0], 0.5, [0.0, 100.0], 100.0) == [1.0, 1 / 3]
