@@ -57,9 +57,10 @@ def make_run(
                         logger.log_metric(last, "val", "accuracy", VAL_ACC[epoch % 4])
                     if epoch == 1:
                         logger.warning("LR might be too high")
-                    if checkpoints:
+                    if checkpoints:  # the events of expmate.torch.CheckpointManager
                         path = f"checkpoints/epoch_{epoch}.pt"
-                        logger.info(f"Checkpoint saved: {path}", checkpoint=path, action="saved")
+                        message = f"Checkpoint saved: step {last} -> {path}"
+                        logger.info(message, checkpoint="saved", step=last, file=path)
     except ValueError:
         pass
     finally:

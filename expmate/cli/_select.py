@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from expmate.cli import EXIT_NO_DATA, EXIT_USAGE, CliError
 
 if TYPE_CHECKING:
     from expmate.runs import Run
+
+
+def add_runs_argument(parser: Any) -> None:
+    """The ``RUN...`` arguments of a command that takes several runs."""
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run directories, directories of runs, or glob patterns ('runs/lr_*')",
+    )
 
 
 def select_runs(paths: Sequence[str]) -> list[Run]:

@@ -12,7 +12,7 @@ from typing import Any
 from expmate.cli import CliError
 from expmate.cli import _format as fmt
 from expmate.cli._records import metric_columns, mode_arrow, record, sort_records
-from expmate.cli._select import select_runs
+from expmate.cli._select import add_runs_argument, select_runs
 
 # Config keys that name the run rather than describe it.
 _NOT_COMPARED = ("run_id",)
@@ -27,12 +27,7 @@ def register(subparsers: Any) -> None:
         description="Compare runs: one row per run with the config keys whose values differ "
         "between them and the best and last value of each metric.",
     )
-    parser.add_argument(
-        "runs",
-        nargs="+",
-        metavar="RUN",
-        help="run directories, directories of runs, or glob patterns ('runs/lr_*')",
-    )
+    add_runs_argument(parser)
     parser.add_argument(
         "--sort",
         metavar="KEY",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from expmate.cli import EXIT_NO_DATA, EXIT_USAGE, CliError, require
-from expmate.cli._select import metric_key, select_runs
+from expmate.cli._select import add_runs_argument, metric_key, select_runs
 
 if TYPE_CHECKING:
     from expmate.runs import Run
@@ -30,12 +30,7 @@ def register(subparsers: Any) -> None:
         description="Plot metrics, one panel per -m and one line per run and split. Without -o "
         'the plot is drawn in the terminal. Needs pip install "expmate[plot]".',
     )
-    parser.add_argument(
-        "runs",
-        nargs="+",
-        metavar="RUN",
-        help="run directories, directories of runs, or glob patterns ('runs/lr_*')",
-    )
+    add_runs_argument(parser)
     parser.add_argument(
         "-m",
         "--metric",

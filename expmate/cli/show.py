@@ -236,7 +236,8 @@ def _events(events: list[dict[str, Any]], *, checkpoint: bool = False) -> Any:
     from rich.text import Text
 
     styles = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
-    table = _table("time", "rank", "level", "message", *(["checkpoint"] if checkpoint else []))
+    what = ["checkpoint", "step"] if checkpoint else []
+    table = _table("time", "rank", "level", *what, "message", right=("step",))
     for event in events:
         stamp = event.get("timestamp")
         level = str(event.get("level", ""))
@@ -244,9 +245,9 @@ def _events(events: list[dict[str, Any]], *, checkpoint: bool = False) -> Any:
             fmt.clock_seconds(stamp if isinstance(stamp, (int, float)) else None),
             str(event.get("rank", "-")),
             Text(level, style=styles.get(level, "")),
-            str(event.get("message", "")),
         ]
-        if checkpoint:
-            row.append(str(event["checkpoint"]))
+        if checkpoint:  # saved, deleted, loaded, ... (the CheckpointManager's events)
+            row += [str(event["checkpoint"]), str(event.get("step", "-"))]
+        row.append(str(event.get("message", "")))
         table.add_row(*row)
     return table

@@ -61,7 +61,11 @@ def test_failed_run(runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
         ("0", "ERROR", "Stage [epoch] - ERROR after Ts: ValueError: NaN detected in loss"),
     ]  # fmt: skip
     checkpoints = _section(out, "checkpoints (3 events)")
-    assert [r[-1] for r in checkpoints[1:]] == [f"checkpoints/epoch_{e}.pt" for e in range(3)]
+    assert checkpoints[0] == ["time", "rank", "level", "checkpoint", "step", "message"]
+    assert [r[3:] for r in checkpoints[1:]] == [
+        ["saved", str(s), f"Checkpoint saved: step {s} -> checkpoints/epoch_{e}.pt"]
+        for e, s in ((0, 4), (1, 9), (2, 14))
+    ]
 
 
 def test_hosts_and_command_from_run_json(

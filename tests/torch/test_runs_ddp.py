@@ -56,7 +56,7 @@ def test_show_names_the_straggler(run: Run, capsys: pytest.CaptureFixture[str]) 
         assert timers[name][1] == count and timers[name][5] == "1"
         assert float(timers[name][6].rstrip("x")) > 5
     assert "rank 1 is straggling" in out.split("warnings and errors: 1 warning, 0 errors")[1]
-    assert out.count("Checkpoint saved: checkpoints/epoch_") == 3
+    assert out.count("Checkpoint saved: step ") == 3
     assert "slowest rank" in out.split("\nstages\n")[1].split("\n")[0]
 
 

@@ -37,7 +37,8 @@ def main(run_dir: str) -> None:
                 logger.warning("rank 1 is straggling")
             if rank == 0:
                 path = f"checkpoints/epoch_{epoch}.pt"
-                logger.info(f"Checkpoint saved: {path}", checkpoint=path, action="saved")
+                message = f"Checkpoint saved: step {step} -> {path}"
+                logger.info(message, checkpoint="saved", step=step, file=path)
     logger.close()
     mp.cleanup_ddp()
 
