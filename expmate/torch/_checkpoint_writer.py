@@ -40,6 +40,17 @@ def shown_path(path: Path, run_dir: Path) -> str:
         return str(path)
 
 
+def disk_error(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc``, if any: torch.save turns a full disk into a RuntimeError of
+    its zip writer ("unexpected pos ..."), with the OSError as its context."""
+    seen: BaseException | None = exc
+    for _ in range(16):  # a chain is short; the bound guards against a cycle
+        if seen is None or isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def human_size(size: int) -> str:
     """``1234567`` -> ``'1.2 MB'`` (SI units)."""
     value = float(size)
@@ -124,14 +135,18 @@ class CheckpointWriter:
         """Write a plain checkpoint durably, then record it; None (reported) when the disk failed.
 
         Raises:
-            Exception: whatever ``write`` raises other than OSError (an unpicklable ``extra``).
+            Exception: whatever ``write`` raises that no OSError caused (an unpicklable
+                ``extra``).
         """
         name = plain_name(step)
         started = time.monotonic()
         try:
             size = replace_durably(self.directory / name, write)
-        except OSError as exc:
-            self.failed(step, name, exc)
+        except Exception as exc:
+            cause = disk_error(exc)
+            if cause is None:
+                raise
+            self.failed(step, name, cause)
             return None
         entry = Entry(step, name, KIND_FILE, size, time.time(), time.monotonic() - started, value)
         self.commit(entry)
@@ -154,8 +169,11 @@ class CheckpointWriter:
         try:
             os.mkdir(self.directory / name)
             replace_durably(self.directory / name / STATE_FILE, state)
-        except OSError as exc:
-            self.failed(step, name, exc)
+        except Exception as exc:
+            cause = disk_error(exc)
+            if cause is None:
+                raise
+            self.failed(step, name, cause)
             with self._lock:
                 self._stale.append(name)
             return None

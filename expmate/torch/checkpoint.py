@@ -61,7 +61,9 @@ from expmate.torch._checkpoint_writer import CheckpointWriter, human_size, shown
 
 __all__ = ["CheckpointError", "CheckpointManager", "CheckpointSyncError"]
 
-_UNPICKLABLE = (pickle.PicklingError, TypeError, AttributeError)
+# What torch.save raises for a state it cannot serialise (a lambda in extra, ...): PicklingError,
+# TypeError, AttributeError, or a RuntimeError of its zip writer with one of them as context.
+_UNPICKLABLE = (pickle.PicklingError, TypeError, AttributeError, RuntimeError)
 Outcome = dict[str, Any]  # rank 0's answer to every rank: entries, and raise / path / name
 
 
