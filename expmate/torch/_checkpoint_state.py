@@ -43,21 +43,23 @@ def unwrap(model: Any) -> Any:
 
 
 def is_sharded(state: dict[str, Any]) -> bool:
-    """Whether a model state dict holds DTensor or ShardedTensor values (FSDP, tensor parallel)."""
-    kinds: list[type] = []
-    try:
-        from torch.distributed.tensor import DTensor
+    """Whether a model state dict holds DTensor or ShardedTensor values (FSDP, tensor parallel).
 
-        kinds.append(DTensor)
-    except ImportError:  # pragma: no cover - a torch built without distributed
-        pass
-    try:
-        from torch.distributed._shard.sharded_tensor import ShardedTensor
+    Only the classes of modules already imported are checked: a state cannot hold a DTensor when
+    ``torch.distributed.tensor`` was never imported (and importing it costs a second).
+    """
+    kinds = tuple(
+        getattr(module, name)
+        for module_name, name in _SHARDED_KINDS
+        if (module := sys.modules.get(module_name)) is not None and hasattr(module, name)
+    )
+    return bool(kinds) and any(isinstance(v, kinds) for v in state.values())
 
-        kinds.append(ShardedTensor)
-    except ImportError:  # pragma: no cover
-        pass
-    return bool(kinds) and any(isinstance(v, tuple(kinds)) for v in state.values())
+
+_SHARDED_KINDS = (
+    ("torch.distributed.tensor", "DTensor"),
+    ("torch.distributed._shard.sharded_tensor", "ShardedTensor"),
+)
 
 
 # ---------------------------------------------------------------------- random number generators
