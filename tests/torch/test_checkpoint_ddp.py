@@ -180,3 +180,15 @@ def test_resume_after_a_crash_gives_the_same_losses(tmp_path: Path) -> None:
         "step_00000004.pt",
         "step_00000006.pt",
     ]
+
+
+def test_a_rank_that_never_comes_fails_the_other_in_time(
+    main_run: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    """Rank 1 skips save(): rank 0 gets CheckpointSyncError after the manager's 3 s timeout."""
+    _, results = main_run
+    assert results[0]["missing"]["error"].startswith(
+        "checkpoint save failed on rank 0: another rank did not reach it within 3s or left the "
+        "job. Every rank must call every CheckpointManager method at the same point. Cause: "
+    )
+    assert results[1]["missing"] == {}

@@ -5,7 +5,8 @@ Usage: checkpoint_worker.py RUN_DIR MODE, MODE one of:
 - ``main``: a DDP model and optimizer; the best checkpoint by the global value while the ranks'
   own values disagree; retention over 10 saves; a monitor that is not reduced; a synchronous and
   an asynchronous save of one state; a corrupt checkpoint skipped; different steps on the ranks;
-  an FSDP model saved in shards and resumed, synchronously and asynchronously;
+  an FSDP model saved in shards and resumed, synchronously and asynchronously; a rank that never
+  calls save();
 - ``resume``: run under ``--max-restarts=1``: attempt 0 trains without checkpoints (the reference),
   then with them and dies after step ``CRASH_AT``; attempt 1 resumes and finishes.
 
@@ -26,7 +27,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from expmate import ExperimentLogger
-from expmate.torch import CheckpointManager, mp
+from expmate.torch import CheckpointManager, CheckpointSyncError, mp
 
 # Each rank's own val/loss over 10 steps: rank 0 alone would call step 1 best, rank 1 alone step 5;
 # their mean (the global value) is best at step 3 (1.5), then step 0 (4.0, tied with step 2).
@@ -195,6 +196,19 @@ def sharded(run_dir: Path, logger: ExperimentLogger, rank: int) -> dict[str, Any
     return result
 
 
+def missing_rank(run_dir: Path, logger: ExperimentLogger, rank: int) -> dict[str, Any]:
+    """Rank 1 never calls save(): rank 0 fails within the manager's timeout, not a hang."""
+    manager = CheckpointManager(run_dir / "missing", logger=logger, timeout=3)
+    result: dict[str, Any] = {}
+    if rank == 0:
+        try:
+            manager.save(0, model=Net())
+        except CheckpointSyncError as exc:
+            result["error"] = str(exc)[:200]
+    manager.close(sync=False)
+    return result
+
+
 def main_mode(run_dir: Path, rank: int) -> dict[str, Any]:
     mp.setup_ddp("gloo", timeout=60)
     logger = ExperimentLogger(run_dir, run_id="ckpt", reduce="mean", console_output=False)
@@ -205,6 +219,7 @@ def main_mode(run_dir: Path, rank: int) -> dict[str, Any]:
         "sharded": sharded(run_dir, logger, rank),
     }
     sync_and_async(run_dir, logger, rank)
+    result["missing"] = missing_rank(run_dir, logger, rank)
     logger.close()
     return result
 
