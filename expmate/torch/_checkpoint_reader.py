@@ -45,6 +45,25 @@ def own_device() -> torch.device:
     return torch.device("cpu")
 
 
+def location_of(map_location: Any) -> Any:
+    """Where loaded tensors go: ``map_location``, checked to be usable here, or this rank's device.
+
+    Checked before anything is read, so that a device this machine lacks is the caller's error
+    and never makes a good checkpoint look corrupt.
+
+    Raises:
+        ValueError: a device name that does not parse or is not available.
+    """
+    if map_location is None:
+        return own_device()
+    if isinstance(map_location, (str, torch.device)):
+        try:
+            torch.empty(0, device=torch.device(map_location))
+        except (RuntimeError, AssertionError) as exc:
+            raise ValueError(f"map_location={map_location!r} is not usable here: {exc}") from exc
+    return map_location
+
+
 def torch_load(path: Path, location: Any, weights_only: bool) -> Any:
     """``torch.load``; a refusal of ``weights_only`` becomes :class:`RefusedError`."""
     try:

@@ -528,7 +528,7 @@ class CheckpointManager:
         target: dict[str, Any] | None,
     ) -> tuple[Entry, dict[str, Any]] | None:
         """Load the first of ``order`` that every rank can read; skip (and report) the others."""
-        location = map_location if map_location is not None else reader.own_device()
+        location = reader.location_of(map_location)
         group = self._group.group
         for entry in order:
             started = time.monotonic()

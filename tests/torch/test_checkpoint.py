@@ -543,6 +543,17 @@ def test_map_location_default_is_this_process_device(logger: ExperimentLogger) -
     assert {t.device.type for t in meta["model"].values()} == {"meta"}
 
 
+def test_an_unusable_map_location_is_the_callers_error(logger: ExperimentLogger) -> None:
+    """A device this machine lacks raises ValueError and never marks the checkpoint corrupt."""
+    manager = CheckpointManager(logger=logger)
+    manager.save(0, model=Net())
+    with pytest.raises(ValueError, match=re.escape("map_location='cuda:7' is not usable here")):
+        manager.load_latest(map_location="cuda:7")
+    manager.save(1, model=Net())
+    assert files(manager.directory) == [MANIFEST, "step_00000000.pt", "step_00000001.pt"]
+    assert events(logger, "corrupt") == []
+
+
 # ---------------------------------------------------------------------- asynchronous saves
 
 
