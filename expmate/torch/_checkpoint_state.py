@@ -8,6 +8,8 @@ optimizer shards plus ``state.pt``, the rest of the payload, written by rank 0.
 
 from __future__ import annotations
 
+import copy
+import pickle
 import random
 import sys
 from typing import Any
@@ -164,6 +166,74 @@ def load_parts(data: dict[str, Any], objects: dict[str, Any]) -> None:
         if name not in data:
             raise KeyError(f"the checkpoint has no {name} state (it was saved without {name}=)")
         obj.load_state_dict(data[name])
+
+
+# ---------------------------------------------------------------------- host snapshots
+
+
+def snapshot(obj: Any) -> Any:
+    """A copy of ``obj`` whose tensors are copies in host memory, for a background write.
+
+    Tensors found in dicts, lists and tuples are copied storage by storage (views of one storage
+    stay views of one copy, so the file is the same as a save of ``obj`` itself); everything else
+    is deep-copied, so training may change the originals at once.
+
+    Raises:
+        TypeError: something in ``obj`` cannot be copied (it could not be saved either).
+    """
+    storages: dict[tuple[int, str, int], Any] = {}
+    memo: dict[int, Any] = {}
+    for tensor in _tensors(obj):
+        memo[id(tensor)] = _host_copy(tensor, storages)
+    try:
+        return copy.deepcopy(obj, memo)
+    except Exception as exc:
+        raise TypeError(f"cannot copy the state for a background save: {exc}") from exc
+
+
+class _StructureProbe(pickle.Pickler):
+    """Pickles everything but tensor data (stood in for by a persistent id), to a sink."""
+
+    def persistent_id(self, obj: Any) -> Any:
+        return 0 if isinstance(obj, torch.Tensor) else None
+
+
+class _Sink:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def check_picklable(obj: Any) -> None:
+    """Raise (PicklingError, TypeError, AttributeError) now if ``torch.save(obj)`` would fail on
+    something other than a tensor: what a background save would otherwise find too late."""
+    _StructureProbe(_Sink(), protocol=2).dump(obj)
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    found: list[torch.Tensor] = []
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            found.append(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return found
+
+
+def _host_copy(tensor: torch.Tensor, storages: dict[tuple[int, str, int], Any]) -> torch.Tensor:
+    storage = tensor.untyped_storage()
+    key = (storage.data_ptr(), str(storage.device), storage.nbytes())
+    copied = storages.get(key)
+    if copied is None:
+        copied = torch.empty(storage.nbytes(), dtype=torch.uint8).untyped_storage()
+        copied.copy_(storage)  # the copy off the device
+        storages[key] = copied
+    out = torch.empty(0, dtype=tensor.dtype)
+    out.set_(copied, tensor.storage_offset(), tensor.size(), tensor.stride())
+    return out
 
 
 # ---------------------------------------------------------------------- sharded states

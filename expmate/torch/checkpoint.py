@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import builtins
-import io
 import os
 import pickle
 import threading
@@ -49,11 +48,13 @@ from expmate.torch._checkpoint_index import (
 )
 from expmate.torch._checkpoint_state import (
     capture_rng,
+    check_picklable,
     is_sharded,
     part_states,
     payload,
     restore_rng,
     sharded_states,
+    snapshot,
     unwrap,
 )
 from expmate.torch._checkpoint_verdict import judge
@@ -300,11 +301,11 @@ class CheckpointManager:
         path: Path | None = self.directory / plain_name(step)
         try:
             if self.async_save:
-                buffer = io.BytesIO()
-                torch.save(data, buffer)  # the copy off the GPU, in host memory
+                check_picklable(data)
+                copied = snapshot(data)  # the copy off the GPU, in host memory
                 self._thread = threading.Thread(
                     target=self._write_in_background,
-                    args=(step, buffer, value),
+                    args=(step, copied, value),
                     name="expmate-checkpoint",
                 )
                 self._thread.start()
@@ -314,14 +315,12 @@ class CheckpointManager:
             return self._rejected_extra(step, exc)
         return {"path": path, "entries": self._writer.snapshot(), "cleaned": True}
 
-    def _write_in_background(self, step: int, buffer: io.BytesIO, value: float | None) -> None:
+    def _write_in_background(self, step: int, data: dict[str, Any], value: float | None) -> None:
         assert self._writer is not None
         try:
-            self._writer.write_file(step, lambda f: f.write(buffer.getbuffer()), value)
+            self._writer.write_file(step, lambda f: torch.save(data, f), value)
         except Exception as exc:  # noqa: BLE001 - reported; the thread must not die silently
             self._writer.failed(step, plain_name(step), exc)
-        finally:
-            buffer.close()
 
     def _save_sharded(
         self,

@@ -190,16 +190,24 @@ def test_monitor_never_logged_names_the_logged_metrics(logger: ExperimentLogger)
         ({"extra": lambda: None}, TypeError, "cannot be serialised"),
     ],
 )
+@pytest.mark.parametrize("async_save", [False, True])
 def test_bad_save_arguments_write_nothing(
-    logger: ExperimentLogger, call: dict[str, Any], error: type[Exception], text: str
+    logger: ExperimentLogger,
+    call: dict[str, Any],
+    error: type[Exception],
+    text: str,
+    async_save: bool,
 ) -> None:
-    """A rejected save leaves the directory and the manifest as they were."""
-    manager = CheckpointManager(logger=logger)
+    """A rejected save leaves the directory and the manifest as they were (also with a
+    background writer: an unpicklable extra is found before the thread starts)."""
+    manager = CheckpointManager(logger=logger, async_save=async_save)
     manager.save(0, model=Net())
+    manager.wait()
     before = {name: (manager.directory / name).read_bytes() for name in files(manager.directory)}
     arguments = {"step": 1, "model": Net(), **call}
     with pytest.raises(error, match=text):
         manager.save(arguments.pop("step"), **arguments)
+    manager.wait()
     after = {name: (manager.directory / name).read_bytes() for name in files(manager.directory)}
     assert after == before
 
