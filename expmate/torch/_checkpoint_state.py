@@ -228,8 +228,8 @@ def _host_copy(tensor: torch.Tensor, storages: dict[tuple[int, str, int], Any]) 
     key = (storage.data_ptr(), str(storage.device), storage.nbytes())
     copied = storages.get(key)
     if copied is None:
-        copied = torch.empty(storage.nbytes(), dtype=torch.uint8).untyped_storage()
-        copied.copy_(storage)  # the copy off the device
+        whole = torch.empty(0, dtype=torch.uint8, device=storage.device).set_(storage)
+        copied = whole.to("cpu", copy=True).untyped_storage()  # the copy off the device
         storages[key] = copied
     out = torch.empty(0, dtype=tensor.dtype)
     out.set_(copied, tensor.storage_offset(), tensor.size(), tensor.stride())

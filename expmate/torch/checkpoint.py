@@ -84,9 +84,9 @@ class CheckpointManager:
         monitor: ``"split/name"`` of the metric that ranks checkpoints, e.g. ``"val/loss"``.
         mode: ``"min"`` or ``"max"``; default from the name, as for best.json.
         every_steps: ``save()`` writes only at steps divisible by it (unless ``force=True``).
-        async_save: serialise the state at ``save()`` and write it from a background thread; the
-            next call of the manager waits for it. Costs one serialised copy of the state in host
-            memory while it is written.
+        async_save: copy the state's tensors into host memory at ``save()``, then serialise and
+            write them from a background thread; the next call of the manager waits for it.
+            Costs one host copy of the saved tensors while it is written.
         timeout: seconds a rank waits for the others at a collective (covers rank 0's write).
 
     Raises:

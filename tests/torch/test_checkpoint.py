@@ -580,6 +580,24 @@ def test_async_save_writes_the_same_bytes(logger: ExperimentLogger, tmp_path: Pa
     assert [e["step"] for e in background.list()] == [2]
 
 
+def test_async_save_keeps_tied_weights_tied(logger: ExperimentLogger, tmp_path: Path) -> None:
+    """Tied weights (one storage under two names) stay one storage in an asynchronous save:
+    the same bytes as a synchronous save, and tied again once loaded."""
+    model = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.Linear(4, 5, bias=False))
+    model[1].weight = model[0].weight
+    plain = CheckpointManager(tmp_path / "sync", logger=logger)
+    background = CheckpointManager(tmp_path / "async", logger=logger, async_save=True)
+    plain.save(0, model=model)
+    path = background.save(0, model=model)
+    background.wait()
+    assert path is not None
+    assert path.read_bytes() == (tmp_path / "sync" / "step_00000000.pt").read_bytes()
+    loaded = background.load_latest()
+    assert loaded is not None
+    tied = [loaded["model"][k].untyped_storage().data_ptr() for k in ("0.weight", "1.weight")]
+    assert tied[0] == tied[1]
+
+
 def test_async_save_snapshot_is_taken_at_save(logger: ExperimentLogger, tmp_path: Path) -> None:
     """Training on while the write is in flight does not change what is saved."""
     model, optimizer = seeded()
