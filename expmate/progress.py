@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -106,6 +107,15 @@ def _is_terminal(stream: Any) -> bool:
         return False
 
 
+def _sized(stream: Any) -> bool:
+    """Whether the terminal reports its size."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return size.columns > 0 and size.lines > 0
+
+
 def _values(logger: ExperimentLogger, pairs: list[tuple[str, str]]) -> list[tuple[str, float]]:
     """The latest recorded value of each metric (no device copy: this runs every few steps)."""
     last = logger._metrics.last
@@ -132,7 +142,17 @@ def _bar(
 ) -> Iterator[T]:
     console = logger._console
     assert console is not None
-    bar = tqdm(total=total, desc=desc, file=stream, dynamic_ncols=True)
+    # A terminal that reports no size (0 x 0: `script`, some containers) gets 80 x 20: tqdm
+    # would otherwise draw nothing at all.
+    sized = _sized(stream)
+    bar = tqdm(
+        total=total,
+        desc=desc,
+        file=stream,
+        dynamic_ncols=sized,
+        ncols=None if sized else 80,
+        nrows=None if sized else 20,
+    )
     previous = console.write_hook
     # Console lines go above the bar (tqdm clears it, writes the line, draws it again).
     console.write_hook = lambda text: tqdm.write(text, file=stream, end="")

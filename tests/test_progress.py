@@ -97,11 +97,12 @@ def test_other_ranks_iterate_plainly(tmp_path: Path) -> None:
 
 
 class Terminal:
-    """A pseudo-terminal, 100 columns wide, whose writing end is a text stream."""
+    """A pseudo-terminal (100 columns; 0: no size reported) whose writing end is a text stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, columns: int = 100) -> None:
         self.master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        size = (24, columns) if columns else (0, 0)
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
         self.stream = open(slave, "w", encoding="utf-8", closefd=True)  # noqa: SIM115
 
     def output(self) -> str:
@@ -131,6 +132,18 @@ def test_bar_on_a_terminal(tmp_path: Path) -> None:
     assert messages("\n".join(s for s in segments if " - INFO - " in s)) == ["halfway"]
     assert messages((tmp_path / "exp.log").read_text()) == ["halfway"]
     assert [e["message"] for e in read_events(tmp_path / "events.jsonl")] == ["halfway"]
+
+
+def test_bar_on_a_terminal_without_a_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sys.stdout on a terminal that reports no size (0 x 0) still gets a bar, 80 columns wide
+    (tqdm alone draws nothing there)."""
+    term = Terminal(columns=0)
+    monkeypatch.setattr(sys, "stdout", term.stream)
+    logger = ExperimentLogger(run_dir=tmp_path, color=False)
+    list(logger.progress(range(4), desc="eval"))
+    logger.close()
+    final = term.output().replace("\r\n", "\r").split("\r")[-2]
+    assert final.startswith("eval: 100%|") and " 4/4 [" in final and len(final) == 80
 
 
 def test_terminal_without_tqdm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
