@@ -1,4 +1,5 @@
-"""What system metrics and run.json cost: CPU per sample, share of one core, logger start/close.
+"""What system metrics, run.json and the progress bar cost: CPU per sample, share of one core,
+logger start/close, µs per item of a progress loop.
 
 Usage:
     .venv/bin/python benchmarks/bench_extras.py            # ~1 min on 2 cores
@@ -14,11 +15,13 @@ sampling, divided by the samples taken.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -80,10 +83,46 @@ def child_start(capture_git: bool, loggers: int) -> dict[str, float]:
         return {"wall_per_logger": (time.perf_counter() - start) / loggers}
 
 
+def child_progress(items: int) -> dict[str, float]:
+    """Wall µs per item of ``logger.progress`` on a pseudo-terminal (tqdm's bar, one postfix
+    metric), without a terminal (the log-line form), and of the bare loop."""
+    import pty
+
+    from expmate import ExperimentLogger
+
+    def per_item(loop: object) -> float:
+        start = time.perf_counter()
+        for _ in loop:  # type: ignore[attr-defined]
+            pass
+        return (time.perf_counter() - start) / items * 1e6
+
+    master, slave = pty.openpty()
+    reader = threading.Thread(target=_drain, args=(master,), daemon=True)
+    reader.start()
+    with tempfile.TemporaryDirectory() as where, open(slave, "w") as terminal:
+        bar = ExperimentLogger(Path(where, "bar"), console_stream=terminal)
+        bar.log_metric(0, "train", "loss", 0.5)
+        lines = ExperimentLogger(Path(where, "lines"), console_output=False)
+        bare = per_item(range(items))
+        on_bar = per_item(bar.progress(range(items), postfix=["train/loss"]))
+        on_lines = per_item(lines.progress(range(items), postfix=["train/loss"]))
+        bar.close()
+        lines.close()
+    return {"bare": bare, "bar": on_bar, "lines": on_lines}
+
+
+def _drain(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        while os.read(fd, 65536):
+            pass
+
+
 def run_child_case(args: argparse.Namespace) -> None:
     case = args.child
     if case == "samples":
         result = child_samples(args.samples)
+    elif case == "progress":
+        result = child_progress(args.items)
     elif case.startswith("idle"):
         interval = None if case == "idle-off" else float(case.split("-", 1)[1])
         result = child_idle(interval, args.seconds)
@@ -100,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=2000, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=10.0, help=argparse.SUPPRESS)
     parser.add_argument("--loggers", type=int, default=20, help=argparse.SUPPRESS)
+    parser.add_argument("--items", type=int, default=200_000, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         run_child_case(args)
@@ -107,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps or (3 if args.quick else 5)
     seconds = "3" if args.quick else "6"
     per_sample, idle_on, idle_off, start_off, start_git = [], [], [], [], []
+    bars: list[dict[str, float]] = []
     for rep in range(reps):
         print(f"rep {rep + 1}/{reps}", file=sys.stderr)
         per_sample.append(run_child(SCRIPT, ["--child", "samples"])["cpu_per_sample"])
@@ -116,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         idle_off.append(off["cpu"])
         start_off.append(run_child(SCRIPT, ["--child", "start-off"])["wall_per_logger"])
         start_git.append(run_child(SCRIPT, ["--child", "start-git"])["wall_per_logger"])
+        bars.append(run_child(SCRIPT, ["--child", "progress"]))
     sample = Stats(per_sample)
     thread = Stats(idle_on)
     share_30 = thread.median / 30 * 100  # the thread's figure: wake-ups included
@@ -133,6 +175,14 @@ def main(argv: list[str] | None = None) -> int:
          f"{Stats(start_git).median * 1e3:.2f}",
          f"{min(start_git) * 1e3:.2f}-{max(start_git) * 1e3:.2f}", ""],
     ]  # fmt: skip
+    for key, label in [
+        ("bare", "bare loop"),
+        ("bar", "progress(): tqdm bar on a pty"),
+        ("lines", "progress(): log-line form"),
+    ]:
+        values = [b[key] for b in bars]
+        rows.append([f"{label}, µs per item", f"{Stats(values).median:.3f}",
+                     f"{min(values):.3f}-{max(values):.3f}", ""])  # fmt: skip
     print(f"Machine: {machine_description()}; load average {os.getloadavg()[0]:.2f} at the end")
     print(markdown_table(["figure", "median", "min-max", "target"], rows))
     return 0
