@@ -271,7 +271,16 @@ def _finish_open_records() -> None:
         record.finish(run_end.outcome(at_exit=True), wait=_SIGNAL_WAIT if signalled else _GIT_WAIT)
 
 
+def _forget_in_child() -> None:
+    """A forked child (a data-loader worker) never finishes its parent's records."""
+    global _open_lock
+    _open_lock = threading.RLock()  # another thread may have held it at the fork
+    _open.clear()
+
+
 flushing.at_end(_finish_open_records)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _working_directory() -> str | None:
