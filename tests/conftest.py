@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,6 +65,20 @@ def git(root: Path, *args: str) -> str:
         ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=30
     )
     return done.stdout
+
+
+def clean_git_record(root: Path) -> dict[str, Any]:
+    """What ``git_state.capture`` records for the ``git_repo`` repository while it is clean."""
+    return {
+        "state": "repository",
+        "root": str(root),
+        "commit": git(root, "rev-parse", "HEAD").strip(),
+        "branch": "main",
+        "dirty": False,
+        "untracked": 0,
+        "diff_bytes": 0,
+        "diff_truncated": False,
+    }
 
 
 @pytest.fixture

@@ -9,22 +9,13 @@ from pathlib import Path
 import pytest
 
 from expmate import git_state
-from tests.conftest import git
+from tests.conftest import clean_git_record, git
 
 
 def test_clean_repository(git_repo: Path) -> None:
     """A clean tree: commit, branch, not dirty, nothing untracked, no diff."""
     record, diff = git_state.capture(git_repo)
-    assert record == {
-        "state": "repository",
-        "root": str(git_repo),
-        "commit": git(git_repo, "rev-parse", "HEAD").strip(),
-        "branch": "main",
-        "dirty": False,
-        "untracked": 0,
-        "diff_bytes": 0,
-        "diff_truncated": False,
-    }
+    assert record == clean_git_record(git_repo)
     assert diff is None
 
 
@@ -39,14 +30,10 @@ def test_dirty_repository_from_a_subdirectory(git_repo: Path) -> None:
     record, diff = git_state.capture(git_repo / "sub")
     expected = git(git_repo, "diff", "HEAD").encode()
     assert record == {
-        "state": "repository",
-        "root": str(git_repo),
-        "commit": git(git_repo, "rev-parse", "HEAD").strip(),
-        "branch": "main",
+        **clean_git_record(git_repo),
         "dirty": True,
         "untracked": 2,
         "diff_bytes": len(expected),
-        "diff_truncated": False,
     }
     assert diff == expected
     assert b"-lr = 0.1\n+lr = 0.2\n" in expected and b"+layers = 2\n" in expected

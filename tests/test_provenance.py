@@ -18,7 +18,7 @@ import pytest
 
 import expmate
 from expmate import ExperimentLogger, provenance
-from tests.conftest import git
+from tests.conftest import clean_git_record, git
 from tests.ddp_launch import REPO_ROOT, worker_env
 
 KEYS = [
@@ -91,17 +91,7 @@ def test_clean_repository(git_repo: Path, tmp_path: Path, monkeypatch: pytest.Mo
         "world_size": 1,
         "ranks": this_process(),
         "torchrun": None,
-        "git": {
-            "state": "repository",
-            "root": str(git_repo),
-            "commit": git(git_repo, "rev-parse", "HEAD").strip(),
-            "branch": "main",
-            "dirty": False,
-            "untracked": 0,
-            "diff_bytes": 0,
-            "diff_truncated": False,
-            "diff": None,
-        },
+        "git": {**clean_git_record(git_repo), "diff": None},
         "previous": [],
     }
     assert sorted(p.name for p in run_dir.iterdir()) == ["events.jsonl", "exp.log", "run.json"]
@@ -116,14 +106,10 @@ def test_dirty_repository(git_repo: Path, tmp_path: Path, monkeypatch: pytest.Mo
     run_logged(run_dir, capture_git=True)
     diff = git(git_repo, "diff", "HEAD").encode()
     assert read(run_dir)["git"] == {
-        "state": "repository",
-        "root": str(git_repo),
-        "commit": git(git_repo, "rev-parse", "HEAD").strip(),
-        "branch": "main",
+        **clean_git_record(git_repo),
         "dirty": True,
         "untracked": 1,
         "diff_bytes": len(diff),
-        "diff_truncated": False,
         "diff": "git.diff",
     }
     assert (run_dir / "git.diff").read_bytes() == diff
