@@ -14,6 +14,7 @@ that list) before a new one is written.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -74,8 +75,12 @@ def torchrun_environment(environ: dict[str, str] | None = None) -> dict[str, Any
     return found
 
 
+@functools.lru_cache(maxsize=8)
 def installed_version(package: str) -> str | None:
-    """The version of an installed distribution read from its metadata (no import), or None."""
+    """The version of an installed distribution read from its metadata (no import), or None.
+
+    Looked up once per process (a lookup scans every entry of ``sys.path``).
+    """
     import importlib.metadata  # slow to import: only when a version must be looked up
 
     try:
