@@ -20,7 +20,7 @@ def main() -> None:
     rank, _, _ = mp.setup_ddp("gloo")
     (run_dir / f"pid_rank{rank}.txt").write_text(str(os.getpid()))
     logger = ExperimentLogger(
-        run_dir, run_id="extras", reduce="mean", sync_timeout=30, system_metrics=0.2
+        run_dir, run_id="extras", reduce="mean", sync_timeout=30, system_metrics=0.1
     )
     for step in logger.progress(range(6), desc=f"bar of rank {rank}", postfix=["train/loss"]):
         logger.log_metric(step, "train", "loss", float(rank + step))
