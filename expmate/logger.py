@@ -192,8 +192,8 @@ class ExperimentLogger:
             self._reducer = self._make_reducer()
 
     def _start_extras(self, capture_git: bool, system_metrics: float | None) -> None:
-        """``run.json`` (rank 0; every rank's host is gathered, a collective under a process
-        group) and the system metrics thread."""
+        """``run.json`` (rank 0; every rank publishes its host, no collective) and the system
+        metrics thread."""
         from expmate import provenance
 
         self._run_record = provenance.start(
@@ -202,7 +202,6 @@ class ExperimentLogger:
             rank=self.rank,
             world_size=self.world_size,
             capture_git=capture_git,
-            timeout=self.sync_timeout,
         )
         self._system: Any = None
         if system_metrics is not None:

@@ -2,9 +2,11 @@
 
 Global rank 0 writes the file when its logger starts, and again, with the end time and status, when
 the logger closes, or at interpreter exit (or on SIGTERM) for a logger never closed. Every write
-replaces the whole file atomically. Under a process group every rank's host, pid and GPU are
-gathered once, when the loggers are created (one collective). The git capture, which can take a
-while in a large repository, runs on a background thread: creating the logger never waits for it.
+replaces the whole file atomically. Under a process group every rank puts its host, pid and GPU
+into the group's key-value store when its logger is created, and rank 0 reads them from there in
+the background: no collective, so a logger created on some ranks only never blocks. The git
+capture, which can take a while in a large repository, runs on the same background thread:
+creating the logger never waits for it.
 
 Reopening a run directory keeps what was there: the earlier ``run.json`` moves into the new one's
 ``previous`` list, and an earlier ``git.diff`` is renamed ``git.<i>.diff`` (``i`` its place in
@@ -22,7 +24,6 @@ import socket
 import sys
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -119,33 +120,67 @@ def rank_entry(rank: int) -> dict[str, Any]:
     }
 
 
-def gather_ranks(entry: dict[str, Any], *, timeout: float) -> list[dict[str, Any]]:
-    """Every rank's :func:`rank_entry`, in rank order: one collective under a process group.
+_RANKS_KEY = "expmate/ranks"
+_RANKS_WAIT = 30.0  # the longest rank 0 waits for the other ranks' entries, in the background
+_RANKS_POLL = 0.05
 
-    Gathered over gloo (the default group when it is gloo, else a short-lived gloo group, so the
-    NCCL stream is never used). Without a process group of several ranks: ``[entry]``. A gather
-    that fails (a rank that never creates its logger) is reported once and leaves ``[entry]``.
-    """
+
+def group_store() -> Any | None:
+    """The key-value store of the default process group when one of several ranks exists."""
     dist: Any = sys.modules.get("torch.distributed")
     if dist is None or not dist.is_available() or not dist.is_initialized():
-        return [entry]
-    world = int(dist.get_world_size())
-    if world == 1:
-        return [entry]
+        return None
+    if dist.get_world_size() == 1:
+        return None
     try:
-        group = None
-        if dist.get_backend() != "gloo":
-            group = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout))
-        gathered: list[Any] = [None] * world
-        try:
-            dist.all_gather_object(gathered, entry, group=group)
-        finally:
-            if group is not None:
-                dist.destroy_process_group(group)
-    except RuntimeError as exc:
-        report_failure("gathering every rank's host for run.json", exc)
-        return [entry]
-    return gathered
+        from torch.distributed.distributed_c10d import _get_default_store
+
+        return _get_default_store()
+    except (ImportError, RuntimeError, ValueError) as exc:
+        report_failure("reaching the process group's store for run.json", exc)
+        return None
+
+
+def _rank_key(run_id: str, rank: int) -> str:
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return f"{_RANKS_KEY}/{attempt}/{run_id}/{rank}"
+
+
+def publish_rank(store: Any, entry: dict[str, Any], *, run_id: str) -> None:
+    """Put this rank's :func:`rank_entry` into the group's store: one set, no collective."""
+    try:
+        store.set(_rank_key(run_id, entry["rank"]), json.dumps(entry))
+    except (RuntimeError, OSError) as exc:
+        report_failure("publishing this rank's host for run.json", exc)
+
+
+def collect_ranks(
+    store: Any, entry: dict[str, Any], *, run_id: str, world_size: int, stop: threading.Event
+) -> list[dict[str, Any]]:
+    """Every rank's entry, in rank order, as the ranks publish them (rank 0's own is ``entry``).
+
+    Polls the store until every rank has published, :data:`_RANKS_WAIT` seconds pass, or
+    ``stop`` is set (the logger closes); a rank that never published (one that creates no logger)
+    is ``{"rank": r, "missing": true}``.
+    """
+    found: dict[int, dict[str, Any]] = {0: entry}
+    deadline = time.monotonic() + _RANKS_WAIT
+    while True:
+        for rank in range(1, world_size):
+            key = _rank_key(run_id, rank)
+            try:
+                if rank not in found and store.check([key]):
+                    found[rank] = json.loads(bytes(store.get(key)).decode("utf-8"))
+            except (RuntimeError, OSError, ValueError) as exc:
+                report_failure("reading the other ranks' hosts for run.json", exc)
+                return _ordered(found, world_size)
+        if len(found) == world_size or time.monotonic() > deadline or stop.is_set():
+            return _ordered(found, world_size)
+        stop.wait(_RANKS_POLL)
+
+
+def _ordered(found: dict[int, dict[str, Any]], world_size: int) -> list[dict[str, Any]]:
+    return [found.get(rank, {"rank": rank, "missing": True}) for rank in range(world_size)]
 
 
 class RunRecord:
@@ -157,8 +192,12 @@ class RunRecord:
         capture_git: record the git state of ``data["cwd"]``; False records ``"disabled"``.
     """
 
-    def __init__(self, run_dir: Path, data: dict[str, Any], *, capture_git: bool) -> None:
+    def __init__(
+        self, run_dir: Path, data: dict[str, Any], *, capture_git: bool, store: Any = None
+    ) -> None:
         self.path = run_dir / RUN_FILE
+        self._store = store
+        self._closing = threading.Event()
         self._run_dir = run_dir
         self._data = data
         self._capture_git = capture_git
@@ -172,7 +211,18 @@ class RunRecord:
         self._thread.start()
 
     def _start(self) -> None:
-        """Collect what takes time (git, torch's installed version) and write the first record."""
+        """Collect what takes time (the other ranks' hosts, git, torch's installed version) and
+        write the first record."""
+        if self._store is not None:
+            ranks = collect_ranks(
+                self._store,
+                self._data["ranks"][0],
+                run_id=self._data["run_id"],
+                world_size=self._data["world_size"],
+                stop=self._closing,
+            )
+            with self._lock:
+                self._data["ranks"] = ranks
         git, diff = self._git()
         if "torch" not in sys.modules:
             self._installed_torch = installed_version("torch")
@@ -244,6 +294,7 @@ class RunRecord:
             if self not in _open:
                 return
             _open.discard(self)
+        self._closing.set()  # the ranks that published by now are all there will be
         self._thread.join(wait)
         with self._lock:
             data = {key: value for key, value in self._data.items() if key not in _END_KEYS}
@@ -296,15 +347,20 @@ def _working_directory() -> str | None:
 
 
 def start(
-    run_dir: Path, *, run_id: str, rank: int, world_size: int, capture_git: bool, timeout: float
+    run_dir: Path, *, run_id: str, rank: int, world_size: int, capture_git: bool
 ) -> RunRecord | None:
-    """Gather every rank's host (a collective under a process group) and, on rank 0, start
-    ``run.json``.
+    """Publish this rank's host in the process group's store and, on rank 0, start ``run.json``.
+
+    No collective: rank 0 reads the other ranks' entries in the background as they arrive, so a
+    logger created on some ranks only (``if rank == 0:``) never waits for the others.
 
     Returns:
         The record on global rank 0, None on the other ranks.
     """
-    ranks = gather_ranks(rank_entry(rank), timeout=timeout)
+    entry = rank_entry(rank)
+    store = group_store()
+    if store is not None:
+        publish_rank(store, entry, run_id=run_id)
     if rank != 0:
         return None
     data: dict[str, Any] = {
@@ -320,9 +376,9 @@ def start(
         "status": "running",
         "versions": versions(),
         "world_size": world_size,
-        "ranks": ranks,
+        "ranks": [entry],
         "torchrun": torchrun_environment(),
         "git": {"state": "pending"},
         "previous": [],
     }
-    return RunRecord(run_dir, data, capture_git=capture_git)
+    return RunRecord(run_dir, data, capture_git=capture_git, store=store)

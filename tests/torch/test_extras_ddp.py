@@ -81,7 +81,8 @@ def torchrun_on_a_terminal(run_dir: Path, port: int, timeout: float) -> tuple[in
 
 def test_run_json_progress_and_system_metrics(tmp_path: Path) -> None:
     """One 2-rank job: every rank's host and pid in run.json, torchrun's record, one bar (rank
-    0's, with the reduced loss) on the terminal and none in the files, system rows per rank."""
+    0's, with the reduced loss) on the terminal and none in the files, system rows per rank; a
+    logger made on rank 0 alone does not block and records rank 1 as missing."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     port = free_port()
@@ -123,3 +124,11 @@ def test_run_json_progress_and_system_metrics(tmp_path: Path) -> None:
     reduced = [(r[0], r[3]) for r in read_csv(run_dir / "metrics.csv")[1:] if r[2] == "loss"]
     assert reduced == [(str(s), str(s + 0.5)) for s in range(6)]
     assert [r for r in read_csv(run_dir / "metrics_rank1.csv")[1:] if r[1] != "system"] == []
+
+    # A logger created on rank 0 only neither blocks nor waits: rank 1 is recorded as missing.
+    alone = json.loads((run_dir / "rank0_only" / "run.json").read_text())
+    assert alone["ranks"] == [
+        {"rank": 0, "local_rank": 0, "host": host, "pid": pids[0], "gpu": None},
+        {"rank": 1, "missing": True},
+    ]
+    assert float((run_dir / "rank0_only_seconds.txt").read_text()) < 10

@@ -1,7 +1,8 @@
 """Worker for tests/torch/test_extras_ddp.py: run.json's ranks, the progress bar and system
 metrics under torchrun.
 
-Usage: extras_worker.py RUN_DIR. Each rank writes ``RUN_DIR/pid_rank{r}.txt``.
+Usage: extras_worker.py RUN_DIR. Each rank writes ``RUN_DIR/pid_rank{r}.txt``; rank 0 then
+creates a logger of its own in ``RUN_DIR/rank0_only`` and writes how long it took.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ def main() -> None:
             logger.info(f"rank {rank} at step 3")
         time.sleep(0.1)
     logger.close()
+    if rank == 0:
+        # A logger on rank 0 only: creating and closing it must not wait for rank 1.
+        started = time.monotonic()
+        alone = ExperimentLogger(run_dir / "rank0_only", console_output=False)
+        alone.info("rank 0 alone")
+        alone.close()
+        (run_dir / "rank0_only_seconds.txt").write_text(f"{time.monotonic() - started:.3f}")
     mp.cleanup_ddp()
 
 
