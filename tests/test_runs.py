@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import warnings
 from pathlib import Path
 
@@ -82,7 +83,10 @@ def test_best_config_summary_and_events(run: Run) -> None:
     assert run.events[0]["message"] == "Starting experiment: lr_0.01"
     assert {e["rank"] for e in run.events} == {0}
     assert [e["message"] for e in run.events if e["level"] == "WARNING"] == ["LR might be too high"]
-    assert run.provenance is None
+    provenance = run.provenance
+    assert provenance is not None
+    assert (provenance["run_id"], provenance["status"]) == ("lr_0.01", "finished")
+    assert [(r["rank"], r["host"]) for r in provenance["ranks"]] == [(0, socket.gethostname())]
 
 
 def test_a_step_logged_twice_keeps_its_last_value(tmp_path: Path) -> None:

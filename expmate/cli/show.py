@@ -129,6 +129,14 @@ def _header(run: Run) -> Any:
     command = provenance.get("command")
     if isinstance(command, list) and command:
         grid.add_row("command", shlex.join(str(c) for c in command))
+    git = provenance.get("git")
+    if isinstance(git, dict) and isinstance(git.get("commit"), str):
+        where = ", ".join(
+            part
+            for part in (git.get("branch"), "dirty: see git.diff" if git.get("dirty") else None)
+            if isinstance(part, str)
+        )
+        grid.add_row("git", git["commit"][:12] + (f" ({where})" if where else ""))
     return grid
 
 

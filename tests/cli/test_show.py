@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -26,12 +27,12 @@ def test_failed_run(runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = expmate(capsys, "show", str(runs_dir / "lr_0.001"))
     assert (code, err) == (0, "")
     header = table(out.split("\n\n")[0])
-    assert [row[0] for row in header] == [
-        "run", "path", "status", "start", "end", "duration", "steps", "ranks"
+    assert [row[0] for row in header][:9] == [
+        "run", "path", "status", "start", "end", "duration", "steps", "ranks", "command"
     ]  # fmt: skip
     assert header[0][1] == "lr_0.001"
     assert header[2][1:] == ["failed", "ValueError: NaN detected in loss"]
-    assert header[6][1] == "19" and header[7][1] == "1 (files of ranks 0)"
+    assert header[6][1] == "19" and header[7][1] == f"1 (0 on {socket.gethostname()})"
     assert _section(out, "config") == [
         ["run_id", "lr_0.001"],
         ["training.lr", "0.001"],
@@ -117,3 +118,16 @@ def test_bad_input(runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     assert (code, out) == (1, "")
     assert err.startswith(f"expmate show: {str(corrupt / 'best.json')!r} is not valid JSON (")
     assert err.count("\n") == 1
+
+
+def test_without_run_json_the_ranks_come_from_the_files(
+    runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run without run.json (written before it existed) shows the ranks whose files exist."""
+    run = tmp_path / "run"
+    shutil.copytree(runs_dir / "lr_0.1", run)
+    (run / "run.json").unlink()
+    code, out, _ = expmate(capsys, "show", str(run))
+    header = {row[0]: row[1:] for row in table(out.split("\n\n")[0])}
+    assert code == 0 and header["ranks"] == ["1 (files of ranks 0)"]
+    assert "command" not in header and "git" not in header

@@ -4,6 +4,7 @@ show/ls/compare commands on it (one launch shared by every test here)."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,7 @@ def test_show_names_the_straggler(run: Run, capsys: pytest.CaptureFixture[str]) 
     code, out, err = expmate(capsys, "show", str(run.path))
     assert (code, err) == (0, "")
     header = {row[0]: row[1:] for row in table(out.split("\n\n")[0])}
-    assert header["ranks"] == ["2 (files of ranks 0-1)"]
+    assert header["ranks"] == [f"2 (0-1 on {socket.gethostname()})"]  # from run.json
     timers = {
         row[0]: row for row in table(out.split("timers (slowest 2 of 2)\n")[1].split("\n\n")[0])
     }
