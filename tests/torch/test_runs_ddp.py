@@ -3,6 +3,7 @@ show/ls/compare commands on it (one launch shared by every test here)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import socket
 from pathlib import Path
@@ -18,12 +19,27 @@ WORKER = Path(__file__).parent / "workers" / "run_worker.py"
 pytestmark = pytest.mark.ddp
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    run_dir = tmp_path_factory.mktemp("ddp_run") / "ddp"
+def _launch(run_dir: Path) -> None:
     launch = torchrun(WORKER, str(run_dir), timeout=120)
     assert launch.returncode == 0, launch.output
-    return load_run(run_dir)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Run:
+    """One launch, shared by the tests here (and by the pytest-xdist workers of one session,
+    through a lock file, so the job runs once)."""
+    if not hasattr(request.config, "workerinput"):
+        run_dir = tmp_path_factory.mktemp("ddp_run") / "ddp"
+        _launch(run_dir)
+        return load_run(run_dir)
+    shared = tmp_path_factory.getbasetemp().parent / "ddp_run_shared"
+    shared.mkdir(exist_ok=True)
+    with (shared / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "launched").exists():
+            _launch(shared / "ddp")
+            (shared / "launched").write_text("ok")
+    return load_run(shared / "ddp")
 
 
 def test_load_run_reads_every_rank(run: Run) -> None:
