@@ -23,7 +23,13 @@ from expmate.sinks.base import report_failure
 class Flushable(Protocol):
     flush_interval: float
 
-    def flush_files(self, now: float | None = None, *, wait: bool = True) -> None: ...
+    def flush_files(
+        self,
+        now: float | None = None,
+        *,
+        wait: bool = True,
+        end: dict[str, Any] | None = None,
+    ) -> None: ...
 
     def due(self, now: float) -> bool: ...
 
@@ -86,9 +92,17 @@ def at_end(hook: Callable[[], None]) -> None:
 
 def flush_all() -> None:
     """Flush the files of every open logger (no collectives), then run the end hooks; at exit or
-    on SIGTERM."""
-    for logger in _loggers():
-        logger.flush_files(wait=False)
+    on SIGTERM.
+
+    Each logger records how the run ended (``summary.json``): the exception that ended the main
+    script, the signal noted by the SIGTERM handler, or finished. A process that goes on after a
+    SIGTERM it handles itself records ``running`` again at its next flush.
+    """
+    loggers = _loggers()
+    if loggers:
+        end = run_end.outcome(at_exit=True)
+        for logger in loggers:
+            logger.flush_files(wait=False, end=end)
     for hook in list(_end_hooks):
         try:
             hook()

@@ -41,6 +41,8 @@ from expmate.sinks import (
     report_failure,
 )
 from expmate.spans import StageBlock, StageStack, TimerBlock
+from expmate.summary import FILE_NAME as SUMMARY_FILE
+from expmate.summary import SummaryFile
 from expmate.values import metric_value, reduce_op, step_value, weight_value
 
 _DEFAULT: Any = object()  # "use the logger's default" for per-call options
@@ -175,6 +177,15 @@ class ExperimentLogger:
             self.run_dir / f"metrics{suffix}.csv",
             self.run_dir / "best.json" if self.rank == 0 else None,
         )
+        self._summary: SummaryFile | None = None
+        if self.rank == 0:
+            self._summary = SummaryFile(
+                self.run_dir / SUMMARY_FILE,
+                run_id=self.run_id,
+                start_time=time.time(),
+                flush_interval=self.flush_interval,
+                world_size=self.world_size,
+            )
         self._reduce_opts: dict[tuple[str, str], tuple[bool, str | None]] = {}
         self._reducer: Any = None
         self._limiters: dict[Any, RateLimiter] = {}
@@ -320,7 +331,7 @@ class ExperimentLogger:
             self._waiting += 1
             full = self._waiting >= _MAX_WAITING
         if full:
-            self.flush_files()
+            self.flush_files(forced=True)
 
     def _raise_closed(self) -> None:
         raise RuntimeError(
@@ -378,7 +389,7 @@ class ExperimentLogger:
         else:
             waiting = self._metrics.defer(step, split, name, value, track_best, mode, time.time())
         if waiting >= _MAX_WAITING:
-            self.flush_files()
+            self.flush_files(forced=True)
 
     def log_metrics(
         self,
@@ -439,7 +450,7 @@ class ExperimentLogger:
             step, split, name, value, track_best, mode, time.time(), write=self.rank == 0
         )
         if waiting >= _MAX_WAITING:
-            self.flush_files()
+            self.flush_files(forced=True)
 
     def sync(self) -> None:
         """Reduce the metrics waiting for the current step now (a collective once any reduced
@@ -582,22 +593,39 @@ class ExperimentLogger:
         """Whether the flush interval has passed (asked by the background flusher)."""
         return now - self._last_flush >= self.flush_interval
 
-    def flush_files(self, now: float | None = None, *, wait: bool = True) -> None:
-        """Write every buffered line and ``best.json`` now; no cross-rank communication.
+    def flush_files(
+        self,
+        now: float | None = None,
+        *,
+        wait: bool = True,
+        end: dict[str, Any] | None = None,
+        forced: bool = False,
+        last: bool = False,
+    ) -> None:
+        """Write every buffered line, ``best.json`` and ``summary.json`` now; no cross-rank
+        communication.
 
         Args:
             now: the time to record as the last flush.
             wait: False when called from a signal handler or at exit: wait at most half a second
                 for a flush in progress elsewhere, then write anyway.
+            end: how the run ended (:func:`expmate.run_end.outcome`), recorded in
+                ``summary.json``; None while it runs.
+            forced: the flush was forced by a full buffer; ``summary.json`` is then rewritten
+                only if its heartbeat is a flush interval old.
+            last: the final flush of :meth:`close`: no later flush (the background flusher may
+                still hold this logger) rewrites ``summary.json``.
         """
         ordered = self._io_lock.acquire(timeout=-1 if wait else 0.5)
         try:
-            self._flush_locked(now)
+            self._flush_locked(now, end, forced, last)
         finally:
             if ordered:
                 self._io_lock.release()
 
-    def _flush_locked(self, now: float | None) -> None:
+    def _flush_locked(
+        self, now: float | None, end: dict[str, Any] | None, forced: bool, last: bool
+    ) -> None:
         try:
             self._metrics.materialize()
         except Exception as exc:  # noqa: BLE001 - a broken device must not stop the flush
@@ -605,7 +633,13 @@ class ExperimentLogger:
         with self._lock:
             batches = [(f, f.take()) for f in self._files()]
             self._waiting = 0
-        metric_batches, bests = self._metrics.take()
+        summary = self._summary
+        clock = time.time()
+        if summary is not None and (
+            summary.path is None or (forced and clock - summary.written_at < self.flush_interval)
+        ):
+            summary = None
+        metric_batches, bests, entries = self._metrics.take(tracked=summary is not None)
         for target, lines in batches + metric_batches:
             target.write(lines)
         if isinstance(self._human, HandlerSink):
@@ -613,7 +647,11 @@ class ExperimentLogger:
         if self._console is not None:
             self._console.flush()
         self._metrics.best.write(bests)
-        self._last_flush = time.time() if now is None else now
+        if summary is not None and entries is not None:
+            summary.write(entries, clock, end)
+            if last:
+                summary.path = None  # the run's end is recorded; nothing may overwrite it
+        self._last_flush = clock if now is None else now
 
     def flush(self) -> None:
         """Reduce waiting metrics (a collective under torchrun once reduced metrics were logged),
@@ -635,6 +673,8 @@ class ExperimentLogger:
             file.discard()
         self._waiting = 0
         self._metrics.after_fork()
+        if self._summary is not None:
+            self._summary.path = None  # one writer: the parent process
         # A lock held by another thread at the fork stays held forever in the child: renew them.
         self._lock = threading.RLock()
         self._io_lock = threading.Lock()
@@ -642,6 +682,9 @@ class ExperimentLogger:
     def close(self, *, sync: bool = True) -> None:
         """Reduce what is waiting (unless ``sync=False``), flush and close every file.
 
+        ``summary.json`` and ``run.json`` record how the run ended: finished; failed, with an
+        exception on its way out (a ``with`` block left by it, ``close()`` in a ``finally`` or an
+        ``except``, a final sync that failed); interrupted (Ctrl-C, or a SIGTERM noted before).
         Closing twice is harmless; logging after close raises RuntimeError.
         """
         if self.closed:
@@ -650,9 +693,10 @@ class ExperimentLogger:
             if sync and self._reducer is not None:
                 self._reducer.close()
         finally:
+            end = run_end.outcome(self._ending or sys.exc_info()[1])
             if self._system is not None:
                 self._system.stop()
-            self.flush_files()
+            self.flush_files(end=end, last=True)
             self.closed = True
             flushing.unregister(self)
             with self._io_lock, self._lock:
@@ -660,8 +704,7 @@ class ExperimentLogger:
                 self._human.close()
                 self._metrics.close()
             if self._run_record is not None:
-                # An exception on its way out (close() in a `finally`) is how the run ended.
-                self._run_record.finish(run_end.outcome(self._ending or sys.exc_info()[1]))
+                self._run_record.finish(end)
 
     def __enter__(self) -> ExperimentLogger:
         return self
@@ -672,7 +715,8 @@ class ExperimentLogger:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # On an exception other ranks may never reach a collective: close without one.
+        # On an exception other ranks may never reach a collective: close without one. The
+        # exception is how the run ended (summary.json, run.json).
         self._ending = exc
         self.close(sync=exc_type is None)
 

@@ -399,6 +399,7 @@ def test_run_directory_holds_no_temporary_files(tmp_path: Path) -> None:
         "exp.log",
         "metrics.csv",
         "run.json",
+        "summary.json",
     ]
 
 
