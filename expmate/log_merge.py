@@ -1,10 +1,14 @@
 """The human logs of a run (``exp.log``, ``exp_rank{r}.log``) read as records and merged by time.
 
 A record is a line ``YYYY-MM-DD HH:MM:SS - LEVEL - message`` and the lines after it that do not
-start with a time (a message with newlines). Records of several ranks are merged by their time
-text, which has whole seconds: within one second, lower ranks come first, and each file keeps its
-own order. A file is read from an offset on, so a live file can be followed: only whole lines are
-returned, a last line still being written waits for its newline.
+start with a time (a message with newlines). The text comes from the human log; the time within
+the second comes from the same message's event in the rank's ``events.jsonl`` (written with a
+float timestamp just before the human log at each flush), so ranks interleave as they logged. A
+record whose event cannot be found keeps its whole second, after the rank's records already in
+that second. Ties go to the lower rank; each file keeps its own order.
+
+Files are read from an offset on, so a live run can be followed: only whole lines are returned, a
+last line still being written waits for its newline.
 
 Example:
     >>> [r.lines for r in parse_records(b"2025-01-23 14:30:22 - INFO - a\\nb\\n", rank=0)]
@@ -14,28 +18,45 @@ Example:
 from __future__ import annotations
 
 import heapq
+import json
 import os
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["LogFile", "Record", "merge_records", "parse_records", "rank_logs"]
+__all__ = [
+    "GrowingFile",
+    "RankLog",
+    "Record",
+    "log_name",
+    "merge_records",
+    "offset_of_last",
+    "parse_records",
+    "rank_logs",
+]
 
 _CLOCK = re.compile(rb"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} - ")
+_HEADER = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:(\d{2}) - ([A-Z]+) - ", re.S)
 _CLOCK_CHARS = 19
 _RANK_LOG = re.compile(r"exp_rank(\d+)\.log")
 _BLOCK = 1 << 16
+_RATE_LIMITED = b', "rate_limited": true}'
+_EVENT_MARGIN = 256  # events read before the first shown record, in case the JSONL is ahead
+_MAX_PENDING = 100_000  # events kept waiting for their record
 
 
 @dataclass
 class Record:
-    """One logged message: its time text, the rank whose file holds it, its lines."""
+    """One logged message: its time text, the rank whose file holds it, its lines, and the
+    fraction of a second at which it was logged (0.0 when unknown)."""
 
     clock: str
     rank: int
     lines: list[str] = field(default_factory=list)
+    fraction: float = 0.0
 
 
 def rank_logs(run_dir: Path) -> dict[int, Path]:
@@ -51,6 +72,11 @@ def rank_logs(run_dir: Path) -> dict[int, Path]:
 def log_name(rank: int) -> str:
     """``exp.log`` for rank 0, ``exp_rank{r}.log`` otherwise."""
     return "exp.log" if rank == 0 else f"exp_rank{rank}.log"
+
+
+def events_name(rank: int) -> str:
+    """``events.jsonl`` for rank 0, ``events_rank{r}.jsonl`` otherwise."""
+    return "events.jsonl" if rank == 0 else f"events_rank{rank}.jsonl"
 
 
 def parse_records(data: bytes, *, rank: int, clock: str = "") -> list[Record]:
@@ -70,12 +96,18 @@ def parse_records(data: bytes, *, rank: int, clock: str = "") -> list[Record]:
 
 def merge_records(per_rank: Iterable[list[Record]]) -> Iterator[Record]:
     """The records of several ranks (each list in file order, given in rank order) by time."""
-    return heapq.merge(*per_rank, key=lambda record: record.clock)
+    return heapq.merge(*per_rank, key=lambda record: (record.clock, record.fraction))
 
 
-def offset_of_last(path: Path, count: int) -> int:
+def offset_of_last(path: Path, count: int, *, records: bool = True) -> int:
     """The byte offset where the last ``count`` records of ``path`` begin (0 when it has fewer),
-    found by reading blocks from the end, so a long log is not read whole."""
+    found by reading blocks from the end, so a long file is not read whole.
+
+    Args:
+        path: a human log (``records=True``: a record starts at a line with a time) or an events
+            file (``records=False``: every line not hidden by ``log_every`` counts).
+        count: how many.
+    """
     with open(path, "rb") as handle:
         end = handle.seek(0, 2)
         if count <= 0:
@@ -86,68 +118,58 @@ def offset_of_last(path: Path, count: int) -> int:
             position -= step
             handle.seek(position)
             data = handle.read(step) + data
-            whole = data[
-                : data.rfind(b"\n") + 1
-            ]  # a last line still being written is no record yet
-            starts = _record_starts(whole, at_file_start=position == 0)
+            whole = data[: data.rfind(b"\n") + 1]  # a line still being written is none yet
+            starts = _starts(whole, at_file_start=position == 0, records=records)
             if len(starts) >= count:
                 return position + starts[-count]
         return 0
 
 
-def _record_starts(data: bytes, *, at_file_start: bool) -> list[int]:
-    """Offsets in ``data`` of lines that begin with a time (only lines known to be whole)."""
-    starts = [0] if at_file_start and _CLOCK.match(data) else []
+def _starts(data: bytes, *, at_file_start: bool, records: bool) -> list[int]:
+    """Offsets in ``data`` of the lines that count (only lines known to begin there)."""
+    starts = [0] if at_file_start else []
     index = data.find(b"\n")
     while index != -1:
-        if _CLOCK.match(data, index + 1):
-            starts.append(index + 1)
+        starts.append(index + 1)
         index = data.find(b"\n", index + 1)
-    return starts
+    if starts and starts[-1] == len(data):
+        starts.pop()
+    if records:
+        return [s for s in starts if _CLOCK.match(data, s)]
+    return [s for s in starts if not data[s : data.find(b"\n", s)].endswith(_RATE_LIMITED)]
 
 
-class LogFile:
-    """One rank's human log, read from an offset on as it grows.
+class GrowingFile:
+    """A file read from an offset on as it grows, in whole lines.
 
-    Args:
-        path: the file.
-        rank: its rank.
-        offset: where reading starts.
+    A file replaced by another, or cut below what was read whole, is read again from its start;
+    when only the unfinished last line went away (reopening a run sets a line cut by a kill
+    aside), reading goes on after the last whole line.
     """
 
-    def __init__(self, path: Path, rank: int, offset: int = 0) -> None:
+    def __init__(self, path: Path, offset: int = 0) -> None:
         self.path = path
-        self.rank = rank
         self.offset = offset
         self._partial = b""
-        self._clock = ""
         try:
             self._inode: int | None = path.stat().st_ino
         except FileNotFoundError:
             self._inode = None
 
-    def read_new(self) -> list[Record]:
-        """The records completed since the last call: a last line without its newline waits.
-
-        A file replaced by another, or cut below what was read whole, is read again from its
-        start; when only the unfinished last line went away (reopening a run sets a line cut by
-        a kill aside), reading goes on after the last whole line.
-        """
+    def read_lines(self) -> bytes:
+        """The whole lines written since the last call (b"" for none, or no file yet)."""
         try:
             with open(self.path, "rb") as handle:
                 self._check_same_file(handle)
                 handle.seek(self.offset)
                 data = handle.read()
         except FileNotFoundError:
-            return []
+            return b""
         self.offset += len(data)
         data = self._partial + data
         cut = data.rfind(b"\n") + 1
         self._partial = data[cut:]
-        records = parse_records(data[:cut], rank=self.rank, clock=self._clock)
-        if records:
-            self._clock = records[-1].clock
-        return records
+        return data[:cut]
 
     def _check_same_file(self, handle: BinaryIO) -> None:
         inode = os.fstat(handle.fileno()).st_ino
@@ -160,3 +182,66 @@ class LogFile:
             if handle.read(len(self._partial)) != self._partial:
                 self.offset, self._partial = whole, b""
         self._inode = inode
+
+
+class RankLog:
+    """One rank's human log and the event times that order its records.
+
+    Args:
+        run_dir: the run directory.
+        rank: the rank.
+        last: start before the last ``last`` records (None: at the start of the file).
+    """
+
+    def __init__(self, run_dir: Path, rank: int, last: int | None = None) -> None:
+        self.rank = rank
+        log, events = run_dir / log_name(rank), run_dir / events_name(rank)
+        start = events_start = 0
+        if last is not None and log.exists():
+            start = offset_of_last(log, last)
+        if last is not None and events.exists():
+            events_start = offset_of_last(events, last + _EVENT_MARGIN, records=False)
+        self.log = GrowingFile(log, start)
+        self.events = GrowingFile(events, events_start)
+        self._pending: deque[tuple[int, str, str, float]] = deque(maxlen=_MAX_PENDING)
+        self._clock = ""
+        self._fraction = 0.0
+
+    def read_new(self) -> list[Record]:
+        """The records completed since the last call, each with its fraction of a second."""
+        records = parse_records(self.log.read_lines(), rank=self.rank, clock=self._clock)
+        if records:
+            self._take_events()  # after the log: the events file is written first at a flush
+        for record in records:
+            fraction = self._match(record)
+            if fraction is None:
+                fraction = self._fraction if record.clock == self._clock else 0.0
+            record.fraction = self._fraction = fraction
+            self._clock = record.clock
+        return records
+
+    def _take_events(self) -> None:
+        for raw in self.events.read_lines().splitlines():
+            try:
+                event = json.loads(raw)
+                stamp, level, message = event["timestamp"], event["level"], event["message"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if event.get("rate_limited") is True or not isinstance(stamp, (int, float)):
+                continue
+            self._pending.append((int(stamp) % 60, str(level), str(message), float(stamp)))
+
+    def _match(self, record: Record) -> float | None:
+        """The fraction of a second of the record's event, dropping the events before it."""
+        text = "\n".join(record.lines)
+        header = _HEADER.match(text)
+        if header is None:
+            return None
+        second, level, message = int(header.group(1)), header.group(2), text[header.end() :]
+        for index, (at, event_level, event_message, stamp) in enumerate(self._pending):
+            # The seconds digit, not the clock text: the reader's time zone may differ.
+            if (at, event_level, event_message) == (second, level, message):
+                for _ in range(index + 1):
+                    self._pending.popleft()
+                return stamp % 1
+        return None

@@ -1,7 +1,8 @@
 """``expmate tail RUN [-f] [--rank R] [-n N]``: the human logs of every rank, merged by time.
 
 Each line is prefixed with its rank (``[r1] 2025-01-23 14:30:22 - INFO - ...``) unless one rank
-is asked for. ``-f`` follows a live run: new lines as they are flushed, ranks whose log appears
+is asked for. Ranks interleave in the order they logged: the human logs have whole seconds, the
+rest of each message's time comes from its event in the rank's events file. ``-f`` follows a live run: new lines as they are flushed, ranks whose log appears
 later, and a last line still being written shown once it is whole. Ctrl-C ends ``-f`` with exit
 status 130, as for ``tail -f`` in a shell.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from expmate.cli import EXIT_NO_DATA, CliError
-from expmate.log_merge import LogFile, Record, log_name, merge_records, offset_of_last, rank_logs
+from expmate.log_merge import RankLog, Record, log_name, merge_records, rank_logs
 
 POLL_SECONDS = 0.25
 
@@ -78,15 +79,16 @@ def tail(args: argparse.Namespace) -> int:
     while args.follow:
         time.sleep(POLL_SECONDS)
         if prefixed:
-            for rank, path in rank_logs(run_dir).items():
-                files.setdefault(rank, LogFile(path, rank))
+            for rank in rank_logs(run_dir):
+                if rank not in files:
+                    files[rank] = RankLog(run_dir, rank)
         _write(merge_records([log.read_new() for log in files.values()]), prefixed=prefixed)
     return 0
 
 
 def _open_logs(
     run_dir: Path, rank: int | None, *, follow: bool, last: int | None
-) -> dict[int, LogFile]:
+) -> dict[int, RankLog]:
     """The logs to read, each positioned before its last ``last`` messages.
 
     Raises:
@@ -97,15 +99,12 @@ def _open_logs(
         if rank not in logs and not follow:
             present = ", ".join(map(str, logs)) or "none"
             raise CliError(f"{run_dir} has no {log_name(rank)} (ranks with a log: {present})")
-        logs = {rank: run_dir / log_name(rank)}
+        return {rank: RankLog(run_dir, rank, last)}
     elif not logs and not follow:
         raise CliError(
             f"{run_dir} has no exp.log (nothing logged yet, or the run logs to a log_handler)"
         )
-    return {
-        r: LogFile(path, r, offset_of_last(path, last) if last is not None and path.exists() else 0)
-        for r, path in logs.items()
-    }
+    return {r: RankLog(run_dir, r, last) for r in logs}
 
 
 def _write(records: Iterable[Record], *, prefixed: bool) -> None:
