@@ -21,7 +21,13 @@ from expmate import run_end
 class Flushable(Protocol):
     flush_interval: float
 
-    def flush_files(self, now: float | None = None, *, wait: bool = True) -> None: ...
+    def flush_files(
+        self,
+        now: float | None = None,
+        *,
+        wait: bool = True,
+        end: dict[str, Any] | None = None,
+    ) -> None: ...
 
     def due(self, now: float) -> bool: ...
 
@@ -74,9 +80,18 @@ def _run() -> None:
 
 
 def flush_all() -> None:
-    """Flush the files of every open logger (no collectives), at exit or on SIGTERM."""
-    for logger in _loggers():
-        logger.flush_files(wait=False)
+    """Flush the files of every open logger (no collectives), at exit or on SIGTERM.
+
+    Each logger records how the run ended (``summary.json``): the exception that ended the main
+    script, the signal noted by the SIGTERM handler, or finished. A process that goes on after a
+    SIGTERM it handles itself records ``running`` again at its next flush.
+    """
+    loggers = _loggers()
+    if not loggers:
+        return
+    end = run_end.outcome(at_exit=True)
+    for logger in loggers:
+        logger.flush_files(wait=False, end=end)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from expmate import flushing
+from expmate import flushing, run_end
 from expmate.best import check_mode
 from expmate.colors import use_color
 from expmate.events import (
@@ -41,6 +41,8 @@ from expmate.sinks import (
     report_failure,
 )
 from expmate.spans import StageBlock, StageStack, TimerBlock
+from expmate.summary import FILE_NAME as SUMMARY_FILE
+from expmate.summary import SummaryFile
 from expmate.values import metric_value, reduce_op, step_value, weight_value
 
 _DEFAULT: Any = object()  # "use the logger's default" for per-call options
@@ -155,6 +157,15 @@ class ExperimentLogger:
             self.run_dir / f"metrics{suffix}.csv",
             self.run_dir / "best.json" if self.rank == 0 else None,
         )
+        self._summary: SummaryFile | None = None
+        if self.rank == 0:
+            self._summary = SummaryFile(
+                self.run_dir / SUMMARY_FILE,
+                run_id=self.run_id,
+                start_time=time.time(),
+                flush_interval=self.flush_interval,
+                world_size=self.world_size,
+            )
         self._reduce_opts: dict[tuple[str, str], tuple[bool, str | None]] = {}
         self._reducer: Any = None
         self._limiters: dict[Any, RateLimiter] = {}
@@ -280,7 +291,7 @@ class ExperimentLogger:
             self._waiting += 1
             full = self._waiting >= _MAX_WAITING
         if full:
-            self.flush_files()
+            self.flush_files(forced=True)
 
     def _raise_closed(self) -> None:
         raise RuntimeError(
@@ -338,7 +349,7 @@ class ExperimentLogger:
         else:
             waiting = self._metrics.defer(step, split, name, value, track_best, mode, time.time())
         if waiting >= _MAX_WAITING:
-            self.flush_files()
+            self.flush_files(forced=True)
 
     def log_metrics(
         self,
@@ -399,7 +410,7 @@ class ExperimentLogger:
             step, split, name, value, track_best, mode, time.time(), write=self.rank == 0
         )
         if waiting >= _MAX_WAITING:
-            self.flush_files()
+            self.flush_files(forced=True)
 
     def sync(self) -> None:
         """Reduce the metrics waiting for the current step now (a collective once any reduced
@@ -506,22 +517,34 @@ class ExperimentLogger:
         """Whether the flush interval has passed (asked by the background flusher)."""
         return now - self._last_flush >= self.flush_interval
 
-    def flush_files(self, now: float | None = None, *, wait: bool = True) -> None:
-        """Write every buffered line and ``best.json`` now; no cross-rank communication.
+    def flush_files(
+        self,
+        now: float | None = None,
+        *,
+        wait: bool = True,
+        end: dict[str, Any] | None = None,
+        forced: bool = False,
+    ) -> None:
+        """Write every buffered line, ``best.json`` and ``summary.json`` now; no cross-rank
+        communication.
 
         Args:
             now: the time to record as the last flush.
             wait: False when called from a signal handler or at exit: wait at most half a second
                 for a flush in progress elsewhere, then write anyway.
+            end: how the run ended (:func:`expmate.run_end.outcome`), recorded in
+                ``summary.json``; None while it runs.
+            forced: the flush was forced by a full buffer; ``summary.json`` is then rewritten
+                only if its heartbeat is a flush interval old.
         """
         ordered = self._io_lock.acquire(timeout=-1 if wait else 0.5)
         try:
-            self._flush_locked(now)
+            self._flush_locked(now, end, forced)
         finally:
             if ordered:
                 self._io_lock.release()
 
-    def _flush_locked(self, now: float | None) -> None:
+    def _flush_locked(self, now: float | None, end: dict[str, Any] | None, forced: bool) -> None:
         try:
             self._metrics.materialize()
         except Exception as exc:  # noqa: BLE001 - a broken device must not stop the flush
@@ -529,7 +552,11 @@ class ExperimentLogger:
         with self._lock:
             batches = [(f, f.take()) for f in self._files()]
             self._waiting = 0
-        metric_batches, bests = self._metrics.take()
+        summary = self._summary
+        clock = time.time()
+        if summary is not None and forced and clock - summary.written_at < self.flush_interval:
+            summary = None
+        metric_batches, bests, entries = self._metrics.take(tracked=summary is not None)
         for target, lines in batches + metric_batches:
             target.write(lines)
         if isinstance(self._human, HandlerSink):
@@ -537,7 +564,9 @@ class ExperimentLogger:
         if self._console is not None:
             self._console.flush()
         self._metrics.best.write(bests)
-        self._last_flush = time.time() if now is None else now
+        if summary is not None and entries is not None:
+            summary.write(entries, clock, end)
+        self._last_flush = clock if now is None else now
 
     def flush(self) -> None:
         """Reduce waiting metrics (a collective under torchrun once reduced metrics were logged),
@@ -559,6 +588,8 @@ class ExperimentLogger:
             file.discard()
         self._waiting = 0
         self._metrics.after_fork()
+        if self._summary is not None:
+            self._summary.path = None  # one writer: the parent process
         # A lock held by another thread at the fork stays held forever in the child: renew them.
         self._lock = threading.RLock()
         self._io_lock = threading.Lock()
@@ -566,15 +597,23 @@ class ExperimentLogger:
     def close(self, *, sync: bool = True) -> None:
         """Reduce what is waiting (unless ``sync=False``), flush and close every file.
 
+        ``summary.json`` records the run as finished (or interrupted, when a SIGTERM was noted).
         Closing twice is harmless; logging after close raises RuntimeError.
         """
+        self._close(sync=sync, exc=None)
+
+    def _close(self, *, sync: bool, exc: BaseException | None) -> None:
+        """Close, recording ``exc`` (the exception that ended the run, if any) as its outcome."""
         if self.closed:
             return
         try:
             if sync and self._reducer is not None:
                 self._reducer.close()
+        except BaseException as failure:
+            exc = exc or failure
+            raise
         finally:
-            self.flush_files()
+            self.flush_files(end=run_end.outcome(exc))
             self.closed = True
             flushing.unregister(self)
             with self._io_lock, self._lock:
@@ -591,8 +630,9 @@ class ExperimentLogger:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # On an exception other ranks may never reach a collective: close without one.
-        self.close(sync=exc_type is None)
+        # On an exception other ranks may never reach a collective: close without one. The
+        # exception is the run's outcome in summary.json (failed, or interrupted by Ctrl-C).
+        self._close(sync=exc_type is None, exc=exc)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"

@@ -15,6 +15,7 @@ from typing import Any
 
 from expmate.best import BestTracker, detect_mode
 from expmate.sinks import AppendFile, MetricsCsvSink
+from expmate.summary import MetricEntry
 from expmate.values import host_floats, text_value
 
 # (CSV middle ``,split,name,``, best.json key ``split_name``, mode detected from the name)
@@ -141,16 +142,33 @@ class MetricStore:
         latest = self.last.get(f"{split}_{name}")
         return None if latest is None else {"value": latest[0], "step": latest[1]}
 
-    def take(self) -> tuple[list[tuple[AppendFile, list[str]]], str | None]:
-        """The waiting CSV lines and, taken with them, the ``best.json`` text (None if unchanged).
+    def take(
+        self, *, tracked: bool = False
+    ) -> tuple[list[tuple[AppendFile, list[str]]], str | None, list[MetricEntry] | None]:
+        """The waiting CSV lines and, taken with them, the ``best.json`` text (None if unchanged)
+        and, when ``tracked``, the latest and best value of every metric (:meth:`tracked`).
 
-        Taken together so ``best.json`` never names a step whose row is not yet on disk.
+        Taken together so neither ``best.json`` nor ``summary.json`` names a step whose row is not
+        yet on disk.
         """
         with self.lock:
             batches = [(self._csv.file, self._csv.file.take())] if self._csv is not None else []
             bests = self.best.snapshot()
+            entries = self.tracked() if tracked else None
             self.waiting = 0
-        return batches, bests
+        return batches, bests, entries
+
+    def tracked(self) -> list[MetricEntry]:
+        """``(split, name, [last value, last step] | None, best | None)`` of every metric seen."""
+        with self.lock:
+            keys = dict(self._keys)
+            out: list[MetricEntry] = []
+            for (split, name), (_, best_key, _) in keys.items():
+                last = self.last.get(best_key)
+                out.append(
+                    (split, name, None if last is None else list(last), self.best.get(best_key))
+                )
+            return out
 
     def after_fork(self) -> None:
         """In a forked child: forget the parent's waiting rows and leave the parent's files alone.

@@ -67,20 +67,25 @@ def test_no_file_open_per_call(logger: ExperimentLogger, monkeypatch: pytest.Mon
 def test_best_json_is_replaced_at_flush_not_per_improvement(
     logger: ExperimentLogger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """1,000 improvements replace best.json zero times; flush() replaces it once."""
-    replaced: list[Any] = []
-    _counting(monkeypatch, os, "replace", replaced)
+    """1,000 improvements replace best.json zero times; flush() replaces it once (and
+    summary.json, its heartbeat, once per flush)."""
+    calls: list[Any] = []
+    _counting(monkeypatch, os, "replace", calls)
+
+    def replaced_files() -> list[str]:
+        return [Path(str(args[0])).name.split(".")[1] for args in calls]
+
     for step in range(1000):
         logger.log_metric(step=step, split="val", name="loss", value=1.0 / (step + 1))
-    assert replaced == []
+    assert calls == []
     assert not (logger.run_dir / "best.json").exists()
     logger.flush()
-    assert len(replaced) == 1
+    assert replaced_files() == ["best", "summary"]
     best = json.loads((logger.run_dir / "best.json").read_text(encoding="utf-8"))
     assert best == {"val_loss": {"value": 1 / 1000, "step": 999, "mode": "min"}}
     logger.log_metric(step=1000, split="val", name="loss", value=1.0)  # no improvement
     logger.flush()
-    assert len(replaced) == 1
+    assert replaced_files() == ["best", "summary", "summary"]
 
 
 @pytest.mark.parametrize("kind", ["info", "log_metric"])

@@ -16,7 +16,7 @@ HEADER = "step,split,name,value,wall_time\n"
 
 def written(store: MetricStore) -> tuple[str, str | None]:
     """Write what take() hands over, as the logger does; return (csv lines, best text)."""
-    batches, bests = store.take()
+    batches, bests, _ = store.take()
     text = "".join("".join(lines) for _, lines in batches)
     for target, lines in batches:
         target.write(lines)
@@ -108,3 +108,18 @@ def test_last_value_per_metric(tmp_path: Path) -> None:
     assert store.get_last("val", "loss") == {"value": 0.7, "step": 1}
     assert store.get_last("train", "lr") == {"value": 3, "step": 1}
     assert store.get_last("val", "accuracy") is None
+
+
+def test_take_tracked_hands_over_last_and_best_of_the_same_rows(tmp_path: Path) -> None:
+    """take(tracked=True) gives (split, name, [last, step], best) of every metric, untracked
+    ones with no best, consistent with the rows taken."""
+    store = MetricStore(tmp_path / "metrics.csv", tmp_path / "best.json")
+    store.record(0, "val", "loss", 0.5, True, None, 1.0)
+    store.record(1, "val", "loss", 0.75, True, None, 1.0)
+    store.record(1, "train", "lr", 0.1, True, None, 1.0)
+    _, _, entries = store.take(tracked=True)
+    assert entries == [
+        ("val", "loss", [0.75, 1], {"value": 0.5, "step": 0, "mode": "min"}),
+        ("train", "lr", [0.1, 1], None),
+    ]
+    assert store.take()[2] is None
