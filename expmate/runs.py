@@ -126,7 +126,7 @@ def metric_rows(run_dir: Path, ranks: Sequence[int]) -> MetricRows:
     return MetricRows(columns)
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+def flatten_config(tree: Any, prefix: str = "") -> dict[str, Any]:
     """``{"training": {"lr": 0.1}}`` -> ``{"training.lr": 0.1}``."""
     if not isinstance(tree, dict):
         return {prefix: tree} if prefix else {}
@@ -134,7 +134,7 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     for key, value in tree.items():
         name = f"{prefix}.{key}" if prefix else str(key)
         if isinstance(value, dict) and value:
-            out.update(_flatten(value, name))
+            out.update(flatten_config(value, name))
         else:
             out[name] = value
     return out
@@ -476,7 +476,7 @@ def table_rows(runs: Iterable[Run], *, now: float | None = None) -> list[dict[st
             "world_size": run.world_size,
             "last_step": run.last_step,
         }
-        for key, value in _flatten(run.config or {}).items():
+        for key, value in flatten_config(run.config or {}).items():
             row[f"config.{key}" if key in RUN_COLUMNS else key] = value
         for key, entry in run.metric_summary.items():
             row[f"{key}.best"] = entry["best"]
@@ -523,6 +523,7 @@ __all__ = [
     "RunError",
     "RunFileWarning",
     "find_runs",
+    "flatten_config",
     "is_run_dir",
     "load_run",
     "load_runs",

@@ -23,7 +23,7 @@ EXIT_NO_DATA = 1
 EXIT_USAGE = 2
 
 # The subcommands, in the order ``expmate --help`` lists them (module names in this package).
-SUBCOMMANDS: tuple[str, ...] = ("tail", "export", "sweep")
+SUBCOMMANDS: tuple[str, ...] = ("ls", "show", "compare", "plot", "tail", "export", "sweep")
 
 
 class CliError(Exception):
