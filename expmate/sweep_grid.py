@@ -27,6 +27,7 @@ __all__ = [
     "split_values",
 ]
 
+SWEEP_INDEX = "sweep.json"  # the index a sweep writes in its directory
 OVERRIDES_FIELD = "overrides"
 OVERRIDES = "{overrides}"
 _PLACEHOLDERS = (OVERRIDES_FIELD, "run_id", "run_dir", "sweep_dir")

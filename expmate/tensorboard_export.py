@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from expmate.run_files import number
-from expmate.runs import Run
-from expmate.runs import _flatten as flatten_config
+from expmate.runs import Run, flatten_config
 
 __all__ = [
     "Export",

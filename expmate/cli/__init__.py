@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 import expmate
 
@@ -65,6 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(command: str) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints ``expmate CMD: warning: ...`` as one line (a run
+    file with a cut last line, say), without Python's source location."""
+
+    def show(message: Warning | str, *args: object, **kwargs: object) -> None:
+        text = " ".join(str(message).split())
+        print(f"expmate {command}: warning: {text}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``expmate`` command; returns the exit status (0, 1: no such data, 2: usage)."""
     parser = build_parser()
@@ -77,7 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return int(handler(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(args.command)
+            return int(handler(args))
     except CliError as exc:
         print(f"expmate {args.command}: {exc}", file=sys.stderr)
         return exc.code

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
 from expmate.cli import EXIT_NO_DATA, EXIT_USAGE, CliError, require
+from expmate.cli._select import select_runs
 
 _EVENT_FILES = "events.out.tfevents.*"
 
@@ -46,31 +46,28 @@ def register(subparsers: Any) -> None:
 def export(args: argparse.Namespace) -> int:
     """The ``expmate export`` handler."""
     require("tensorboard", extra="tensorboard", purpose="expmate export --tensorboard")
-    from expmate.runs import RunError, load_runs
+    from expmate.runs import RunError
     from expmate.tensorboard_export import prepare_export, write_export
 
     root = Path(args.tensorboard)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            runs = load_runs(args.runs)
-            exports = [prepare_export(run) for run in runs]
-        except RunError as exc:
-            raise CliError(str(exc), EXIT_NO_DATA) from None
-    _print_warnings(caught)
-    chosen = [(run, e) for run, e in zip(runs, exports, strict=True) if e.series]
+    try:
+        runs = select_runs(args.runs)
+        exports = [prepare_export(run) for run in runs]
+    except RunError as exc:
+        raise CliError(str(exc), EXIT_NO_DATA) from None
+    chosen = [(run, p) for run, p in zip(runs, exports, strict=True) if p.series]
     if not chosen:
         where = ", ".join(repr(str(run.path)) for run in runs)
         raise CliError(f"no metric rows to export in {where}", EXIT_NO_DATA)
-    for run, export in zip(runs, exports, strict=True):
-        if not export.series:
+    for run, prepared in zip(runs, exports, strict=True):
+        if not prepared.series:
             print(f"expmate export: skipped {str(run.path)!r}: no metric rows", file=sys.stderr)
     targets = _targets([run for run, _ in chosen], root)
     _check_free(targets, overwrite=args.overwrite)
-    for (run, export), target in zip(chosen, targets, strict=True):
+    for (run, prepared), target in zip(chosen, targets, strict=True):
         _clear(target)
         try:
-            counts = write_export(export, target)
+            counts = write_export(prepared, target)
         except OSError as exc:
             raise CliError(f"cannot write {target}: {exc}") from None
         print(
@@ -79,11 +76,6 @@ def export(args: argparse.Namespace) -> int:
         )
     print(f"view them: tensorboard --logdir {root}")
     return 0
-
-
-def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
-    for warning in caught:
-        print(f"expmate export: warning: {warning.message}", file=sys.stderr)
 
 
 def _targets(runs: list[Any], root: Path) -> list[Path]:

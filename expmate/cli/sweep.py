@@ -29,9 +29,15 @@ from typing import IO, Any
 from expmate.cli import EXIT_USAGE, CliError
 from expmate.run_end import signal_name
 from expmate.sinks.base import replace_file, report_failure
-from expmate.sweep_grid import PlannedRun, build_argv, check_template, parse_parameter, plan_runs
+from expmate.sweep_grid import (
+    SWEEP_INDEX,
+    PlannedRun,
+    build_argv,
+    check_template,
+    parse_parameter,
+    plan_runs,
+)
 
-INDEX = "sweep.json"
 POLL_SECONDS = 0.05
 GRACE_SECONDS = 10.0  # after a forwarded Ctrl-C, how long children may take to stop
 
@@ -135,7 +141,7 @@ class SweepIndex:
         Raises:
             CliError: the directory already holds a sweep, or cannot be written.
         """
-        path = sweep_dir / INDEX
+        path = sweep_dir / SWEEP_INDEX
         if path.exists():
             raise CliError(f"{sweep_dir} already holds a sweep ({path}); choose another -o DIR", 2)
         record = {

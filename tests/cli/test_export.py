@@ -191,3 +191,20 @@ def test_export_skips_an_empty_run_among_others(
     assert cli.main(args) == 0
     assert capsys.readouterr().err == f"expmate export: skipped '{bad['empty']}': no metric rows\n"
     assert [p.name for p in (tmp_path / "tb").iterdir()] == ["good"]
+
+
+def test_a_cut_last_line_is_one_warning_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run killed inside a write (metrics.csv ends in a cut line) exports its whole rows, with
+    one warning line on stderr."""
+    run = make_run(tmp_path / "killed", epochs=1)
+    with open(run / "metrics.csv", "a", encoding="utf-8") as handle:
+        handle.write("5,val,loss,0.4")
+    assert cli.main(["export", str(run), "--tensorboard", str(tmp_path / "tb")]) == 0
+    assert capsys.readouterr().err == (
+        f"expmate export: warning: {run / 'metrics.csv'}: its last line is cut short (the run "
+        "is being written or was killed); 14 bytes skipped\n"
+    )
+    scalars, _ = _read_back(tmp_path / "tb" / "killed")
+    assert [step for step, _, _ in scalars["val/loss"]] == [4]

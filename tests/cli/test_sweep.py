@@ -99,6 +99,18 @@ def test_sweep_runs_the_grid_records_a_failure_and_goes_on(
         f"sweep: failed: {ids[2]}",
         f"sweep: compare them: expmate compare {sweep_dir}/*",
     ]
+    # `expmate compare SWEEP_DIR/*` as a shell expands it (sweep.json included) ranks the runs;
+    # run_dir, different in every run, is no config difference.
+    every = sorted(str(p) for p in sweep_dir.iterdir())
+    assert cli.main(["compare", *every, "--sort", "val/loss", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert [(r["id"], r["status"], r.get("val/loss.best")) for r in table] == [
+        (ids[0], "finished", 0.064),
+        (ids[1], "finished", 0.128),
+        (ids[3], "finished", 1.28),
+        (ids[2], "failed", None),
+    ]
+    assert "run_dir" not in table[0]
 
 
 def test_sweep_exit_0_and_environment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
