@@ -21,7 +21,6 @@ import heapq
 import json
 import os
 import re
-from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +44,7 @@ _RANK_LOG = re.compile(r"exp_rank(\d+)\.log")
 _BLOCK = 1 << 16
 _RATE_LIMITED = b', "rate_limited": true}'
 _EVENT_MARGIN = 256  # events read before the first shown record, in case the JSONL is ahead
-_MAX_PENDING = 100_000  # events kept waiting for their record
+_WINDOW = 2048  # how many of the next events a record's event is looked for among
 
 
 @dataclass
@@ -94,8 +93,8 @@ def parse_records(data: bytes, *, rank: int, clock: str = "") -> list[Record]:
     return records
 
 
-def merge_records(per_rank: Iterable[list[Record]]) -> Iterator[Record]:
-    """The records of several ranks (each list in file order, given in rank order) by time."""
+def merge_records(per_rank: Iterable[Iterable[Record]]) -> Iterator[Record]:
+    """The records of several ranks (each in file order, given in rank order) by time."""
     return heapq.merge(*per_rank, key=lambda record: (record.clock, record.fraction))
 
 
@@ -150,21 +149,25 @@ class GrowingFile:
     def __init__(self, path: Path, offset: int = 0) -> None:
         self.path = path
         self.offset = offset
+        self.more = False  # the last read stopped at its size limit, before the end
         self._partial = b""
         try:
             self._inode: int | None = path.stat().st_ino
         except FileNotFoundError:
             self._inode = None
 
-    def read_lines(self) -> bytes:
-        """The whole lines written since the last call (b"" for none, or no file yet)."""
+    def read_lines(self, limit: int = -1) -> bytes:
+        """The whole lines written since the last call (b"" for none, or no file yet), reading
+        at most ``limit`` bytes (all when negative); :attr:`more` says whether it stopped there."""
         try:
             with open(self.path, "rb") as handle:
                 self._check_same_file(handle)
                 handle.seek(self.offset)
-                data = handle.read()
+                data = handle.read(limit)
         except FileNotFoundError:
+            self.more = False
             return b""
+        self.more = 0 < limit == len(data)
         self.offset += len(data)
         data = self._partial + data
         cut = data.rfind(b"\n") + 1
@@ -187,6 +190,9 @@ class GrowingFile:
 class RankLog:
     """One rank's human log and the event times that order its records.
 
+    Events are read lazily, a block at a time, as records need them, so a long run never has
+    more than a few thousand of them in memory.
+
     Args:
         run_dir: the run directory.
         rank: the rank.
@@ -203,15 +209,15 @@ class RankLog:
             events_start = offset_of_last(events, last + _EVENT_MARGIN, records=False)
         self.log = GrowingFile(log, start)
         self.events = GrowingFile(events, events_start)
-        self._pending: deque[tuple[int, str, str, float]] = deque(maxlen=_MAX_PENDING)
+        self._pending: list[tuple[int, str, str, float]] = []
+        self._head = 0  # events before it are used up
         self._clock = ""
         self._fraction = 0.0
 
-    def read_new(self) -> list[Record]:
-        """The records completed since the last call, each with its fraction of a second."""
-        records = parse_records(self.log.read_lines(), rank=self.rank, clock=self._clock)
-        if records:
-            self._take_events()  # after the log: the events file is written first at a flush
+    def read_new(self, limit: int = -1) -> list[Record]:
+        """The records completed since the last call (from at most ``limit`` bytes of the log),
+        each with its fraction of a second."""
+        records = parse_records(self.log.read_lines(limit), rank=self.rank, clock=self._clock)
         for record in records:
             fraction = self._match(record)
             if fraction is None:
@@ -220,8 +226,16 @@ class RankLog:
             self._clock = record.clock
         return records
 
-    def _take_events(self) -> None:
-        for raw in self.events.read_lines().splitlines():
+    def stream(self) -> Iterator[Record]:
+        """Every record from the current position to the end, read a block at a time."""
+        while True:
+            yield from self.read_new(_BLOCK)
+            if not self.log.more:
+                return
+
+    def _pull(self) -> bool:
+        """Read one more block of events; False at the end of the file."""
+        for raw in self.events.read_lines(_BLOCK).splitlines():
             try:
                 event = json.loads(raw)
                 stamp, level, message = event["timestamp"], event["level"], event["message"]
@@ -230,18 +244,29 @@ class RankLog:
             if event.get("rate_limited") is True or not isinstance(stamp, (int, float)):
                 continue
             self._pending.append((int(stamp) % 60, str(level), str(message), float(stamp)))
+        return self.events.more
 
     def _match(self, record: Record) -> float | None:
-        """The fraction of a second of the record's event, dropping the events before it."""
+        """The fraction of a second of the record's event, among the next :data:`_WINDOW`
+        events; the events before it are used up. None when it is not there."""
         text = "\n".join(record.lines)
         header = _HEADER.match(text)
         if header is None:
             return None
-        second, level, message = int(header.group(1)), header.group(2), text[header.end() :]
-        for index, (at, event_level, event_message, stamp) in enumerate(self._pending):
-            # The seconds digit, not the clock text: the reader's time zone may differ.
-            if (at, event_level, event_message) == (second, level, message):
-                for _ in range(index + 1):
-                    self._pending.popleft()
+        # The seconds digits, not the clock text: the reader's time zone may differ.
+        wanted = (int(header.group(1)), header.group(2), text[header.end() :])
+        if self._head > _BLOCK:
+            del self._pending[: self._head]
+            self._head = 0
+        index = self._head
+        while index < self._head + _WINDOW:
+            while index == len(self._pending):
+                more = self._pull()
+                if index == len(self._pending) and not more:
+                    return None
+            at, level, message, stamp = self._pending[index]
+            if (at, level, message) == wanted:
+                self._head = index + 1
                 return stamp % 1
+            index += 1
         return None

@@ -71,11 +71,12 @@ def tail(args: argparse.Namespace) -> int:
     if not run_dir.is_dir():
         raise CliError(f"no run directory at {args.run!r}", EXIT_NO_DATA)
     files = _open_logs(run_dir, args.rank, follow=args.follow, last=args.lines)
-    first = list(merge_records([log.read_new() for log in files.values()]))
-    if args.lines is not None:
-        first = first[len(first) - args.lines :] if args.lines else []
     prefixed = args.rank is None
-    _write(first, prefixed=prefixed)
+    if args.lines is None:
+        _write(merge_records([log.stream() for log in files.values()]), prefixed=prefixed)
+    else:
+        first = list(merge_records([log.read_new() for log in files.values()]))
+        _write(first[len(first) - args.lines :] if args.lines else [], prefixed=prefixed)
     while args.follow:
         time.sleep(POLL_SECONDS)
         if prefixed:
