@@ -199,3 +199,25 @@ def test_offset_of_last_events_skips_rate_limited_lines(tmp_path: Path) -> None:
     first = _event(1.0, "INFO", "a")
     path.write_text(first + _event(2.0, "INFO", "b") + _event(3.0, "INFO", "h", rate_limited=True))
     assert offset_of_last(path, 1, records=False) == len(first)
+
+
+def test_rank_log_streams_a_long_log_block_by_block(tmp_path: Path) -> None:
+    """A log and events file many read blocks long: every record gets its own event's time,
+    with hidden events in between, and every line comes out once, in order."""
+    second = 1_700_000_000
+    clock = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+    count = 5_000
+    (tmp_path / "exp.log").write_text(
+        "".join(f"{clock} - INFO - message {i}\n" for i in range(count))
+    )
+    (tmp_path / "events.jsonl").write_text(
+        "".join(
+            _event(second + i / 32768, "INFO", f"message {i}")
+            + _event(second, "INFO", "hidden", rate_limited=True)
+            for i in range(count)
+        )
+    )
+    records = list(RankLog(tmp_path, 0).stream())
+    assert [(r.lines, r.fraction) for r in records] == [
+        ([f"{clock} - INFO - message {i}"], i / 32768) for i in range(count)
+    ]
