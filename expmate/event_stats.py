@@ -27,12 +27,36 @@ def _seconds(value: Any) -> float | None:
 
 
 @dataclass
-class StageTotal:
-    """Time spent in one stage path: per rank, the number of blocks and their total seconds."""
+class RankTotals:
+    """Seconds counted per rank: how many measurements and their total."""
 
-    path: str
     counts: dict[int, int] = field(default_factory=dict)
     totals: dict[int, float] = field(default_factory=dict)
+
+    def add(self, rank: int, seconds: float) -> None:
+        """Count one measurement of ``rank``."""
+        self.counts[rank] = self.counts.get(rank, 0) + 1
+        self.totals[rank] = self.totals.get(rank, 0.0) + seconds
+
+    @property
+    def slowest_rank(self) -> int:
+        """The rank with the largest total (the lowest such rank on a tie)."""
+        return max(self.totals, key=lambda r: (self.totals[r], -r))
+
+    @property
+    def spread(self) -> float | None:
+        """Largest / smallest per-rank total (1.0: balanced); None with one rank."""
+        if len(self.totals) < 2:
+            return None
+        low = min(self.totals.values())
+        return math.inf if low == 0 else max(self.totals.values()) / low
+
+
+@dataclass
+class StageTotal(RankTotals):
+    """Time spent in one stage path: per rank, the number of blocks and their total seconds."""
+
+    path: str = ""
     failed: int = 0
 
     @property
@@ -55,11 +79,6 @@ class StageTotal:
         """Blocks on :attr:`first_rank`."""
         return self.counts[self.first_rank]
 
-    @property
-    def slowest_rank(self) -> int:
-        """The rank with the largest total."""
-        return max(self.totals, key=lambda r: (self.totals[r], -r))
-
 
 def stage_totals(events: Iterable[dict[str, Any]]) -> list[StageTotal]:
     """The stages in tree order (each parent before its children, siblings in order of first
@@ -78,10 +97,8 @@ def stage_totals(events: Iterable[dict[str, Any]]) -> list[StageTotal]:
         elapsed = _seconds(event.get("elapsed"))
         if elapsed is None:
             continue
-        rank = int(event.get("rank", 0))
-        entry = found.setdefault(path, StageTotal(path))
-        entry.counts[rank] = entry.counts.get(rank, 0) + 1
-        entry.totals[rank] = entry.totals.get(rank, 0.0) + elapsed
+        entry = found.setdefault(path, StageTotal(path=path))
+        entry.add(int(event.get("rank", 0)), elapsed)
         entry.failed += event.get("status") == "error"
     for path in found:
         order.setdefault(path, len(order))
@@ -95,24 +112,16 @@ def stage_totals(events: Iterable[dict[str, Any]]) -> list[StageTotal]:
 
 
 @dataclass
-class TimerStat:
+class TimerStat(RankTotals):
     """One timer across ranks: per rank, count, total and largest single time."""
 
-    name: str
-    counts: dict[int, int] = field(default_factory=dict)
-    totals: dict[int, float] = field(default_factory=dict)
+    name: str = ""
     longest: dict[int, float] = field(default_factory=dict)
 
     def add(self, rank: int, seconds: float) -> None:
         """Count one measurement of ``rank``."""
-        self.counts[rank] = self.counts.get(rank, 0) + 1
-        self.totals[rank] = self.totals.get(rank, 0.0) + seconds
+        super().add(rank, seconds)
         self.longest[rank] = max(self.longest.get(rank, 0.0), seconds)
-
-    @property
-    def slowest_rank(self) -> int:
-        """The rank with the largest total."""
-        return max(self.totals, key=lambda r: (self.totals[r], -r))
 
     @property
     def total(self) -> float:
@@ -123,14 +132,6 @@ class TimerStat:
     def count(self) -> int:
         """Measurements on the slowest rank."""
         return self.counts[self.slowest_rank]
-
-    @property
-    def spread(self) -> float | None:
-        """Largest / smallest per-rank total (1.0: balanced); None with one rank."""
-        if len(self.totals) < 2:
-            return None
-        low = min(self.totals.values())
-        return math.inf if low == 0 else max(self.totals.values()) / low
 
 
 def timer_stats(events: Iterable[dict[str, Any]]) -> list[TimerStat]:
@@ -145,7 +146,7 @@ def timer_stats(events: Iterable[dict[str, Any]]) -> list[TimerStat]:
         name = event.get("timer")
         if not isinstance(name, str):
             continue
-        stat = found.setdefault(name, TimerStat(name))
+        stat = found.setdefault(name, TimerStat(name=name))
         slowest = _seconds(event.get("elapsed_max"))
         if slowest is not None and isinstance(event.get("max_rank"), int):
             stat.add(event["max_rank"], slowest)

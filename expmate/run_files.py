@@ -149,21 +149,24 @@ class MetricColumns:
             getattr(self, column).extend(getattr(other, column))
 
 
-def _fast_columns(rows: list[list[str]], rank: int) -> MetricColumns | None:
-    """The columns of well-formed rows in a few C-level passes, or None if any row is not."""
-    if not rows:
+def _fast_columns(body: str, rank: int) -> MetricColumns | None:
+    """The columns of a body without quoted fields, in a few C-level passes over the text
+    (a million rows in well under a second), or None if any row does not have five numbers."""
+    if not body:
         return MetricColumns()
-    if len({len(row) for row in rows}) != 1 or len(rows[0]) != 5:
+    lines = body.count("\n")
+    fields = body.replace("\n", ",").split(",")
+    fields.pop()  # the empty text after the last newline
+    if len(fields) != 5 * lines:
         return None
-    steps, splits, names, values, walls = zip(*rows, strict=True)
     try:
         return MetricColumns(
-            list(map(int, steps)),
-            list(map(sys.intern, splits)),
-            list(map(sys.intern, names)),
-            list(map(float, values)),
-            list(map(float, walls)),
-            [rank] * len(rows),
+            list(map(int, fields[0::5])),
+            list(map(sys.intern, fields[1::5])),
+            list(map(sys.intern, fields[2::5])),
+            list(map(float, fields[3::5])),
+            list(map(float, fields[4::5])),
+            [rank] * lines,
         )
     except ValueError:
         return None
@@ -201,18 +204,20 @@ def read_metrics_csv(path: Path, *, rank: int) -> MetricColumns:
     if not text:
         return MetricColumns()
     text = whole_lines(text, path)
-    rows = list(csv.reader(io.StringIO(text, newline="")))
-    if not rows:
+    if not text:
         return MetricColumns()
-    if rows[0] != METRICS_HEADER:
+    header, _, body = text.partition("\n")
+    if header.strip("\r") != ",".join(METRICS_HEADER):
         raise RunError(
-            f"{str(path)!r} is not a metrics file: its header is {','.join(rows[0])!r}, "
+            f"{str(path)!r} is not a metrics file: its header is {header!r}, "
             f"not {','.join(METRICS_HEADER)!r}"
         )
-    body = rows[1:]
-    columns = _fast_columns(body, rank)
+    # Rows without quotes (the common case: a split or name with a comma, quote or newline is
+    # quoted) are split directly; the csv module reads the others, record by record.
+    columns = None if '"' in body or "\r" in body else _fast_columns(body, rank)
     if columns is None:
-        columns, bad = _careful_columns(body, rank)
+        rows = list(csv.reader(io.StringIO(body, newline="")))
+        columns, bad = _careful_columns(rows, rank)
         if bad:
             warnings.warn(f"{path}: {bad} rows that do not parse skipped", RunFileWarning, 2)
     return columns

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import glob
+import json
 import math
 import os
 import re
@@ -142,33 +143,41 @@ def flatten_config(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _metric_summary_from_rows(rows: MetricRows, best: dict[str, Any]) -> dict[str, Any]:
-    """Last and best of every rank-0 metric, computed from the rows (runs without a summary)."""
+    """Last and best of every rank-0 metric, computed from the rows (runs without a summary):
+    the best from ``best.json``, else from the values in the direction the name says."""
     c = rows.columns
+    rank0 = c.rank.count(0)  # metrics.csv's rows come first
+    keys = list(zip(c.split[:rank0], c.name[:rank0], strict=True))
+    last_index = dict(zip(keys, range(rank0), strict=True))  # C speed: the last row wins
     out: dict[str, dict[str, Any]] = {}
-    for step, split, name, value, rank in zip(
-        c.step, c.split, c.name, c.value, c.rank, strict=True
-    ):
-        if rank != 0:
-            continue
-        key = f"{split}/{name}"
-        entry = out.get(key)
-        if entry is None:
-            entry = out[key] = {"split": split, "name": name, "best": None, "best_step": None}
-            entry["mode"] = detect_mode(name)
-        entry["last"], entry["last_step"] = value, step
-        mode = entry["mode"]
-        if mode is not None and math.isfinite(value):
-            held = entry["best"]
-            if held is None or (value < held if mode == "min" else value > held):
-                entry["best"], entry["best_step"] = value, step
-    for entry in out.values():
-        recorded = best.get(f"{entry['split']}_{entry['name']}")
+    for (split, name), i in sorted(last_index.items(), key=lambda item: keys.index(item[0])):
+        entry = {"split": split, "name": name, "last": c.value[i], "last_step": c.step[i]}
+        recorded = best.get(f"{split}_{name}")
         if isinstance(recorded, dict):
-            entry.update(best=recorded.get("value"), best_step=recorded.get("step"))
-            entry["mode"] = recorded.get("mode")
-        elif entry["best"] is None:
-            entry["mode"] = None
-    return {k: {f: out[k][f] for f in _ENTRY_FIELDS} for k in out}
+            value, step, mode = recorded.get("value"), recorded.get("step"), recorded.get("mode")
+        else:
+            value, step, mode = _best_of_rows(c, keys, (split, name), detect_mode(name))
+        entry.update(best=value, best_step=step, mode=mode if value is not None else None)
+        out[f"{split}/{name}"] = entry
+    return out
+
+
+def _best_of_rows(
+    c: MetricColumns, keys: list[tuple[str, str]], key: tuple[str, str], mode: str | None
+) -> tuple[float | None, int | None, str | None]:
+    """(best value, its step, mode) of one metric from its finite values; NaN never wins."""
+    if mode is None:
+        return None, None, None
+    pairs = [
+        (v, c.step[i]) for i, (k, v) in enumerate(zip(keys, c.value, strict=False)) if k == key
+    ]
+    finite = [p for p in pairs if math.isfinite(p[0])]
+    if not finite:
+        return None, None, None
+    pick = min if mode == "min" else max
+    value = pick(p[0] for p in finite)
+    step = next(s for v, s in finite if v == value)  # the first step that reached it
+    return value, step, mode
 
 
 _ENTRY_FIELDS = ("split", "name", "last", "last_step", "best", "best_step", "mode")
@@ -251,13 +260,14 @@ class Run:
 
     # ------------------------------------------------------------------ what the run is
 
-    @property
+    @cached_property
     def id(self) -> str:
-        """The run id (from ``summary.json``, ``run.json``, else the directory name)."""
+        """The run id (from ``summary.json``, ``run.json``, the first event, else the
+        directory name)."""
         for record in (self.summary, self.provenance):
             if record and isinstance(record.get("run_id"), str):
                 return str(record["run_id"])
-        return self.path.name
+        return _first_run_id(self.path / "events.jsonl") or self.path.name
 
     def status_at(self, now: float) -> str:
         """The status as seen at ``now``: ``running``, ``finished``, ``failed``,
@@ -330,8 +340,12 @@ class Run:
             return _metric_summary_from_rows(self.metrics, self.best)
         out = {}
         for key, entry in summary["metrics"].items():
-            if isinstance(entry, dict):
-                out[key] = {f: number(entry.get(f)) for f in _ENTRY_FIELDS}
+            if isinstance(entry, dict):  # this run's own parsed copy: completed in place
+                for field in _ENTRY_FIELDS:
+                    entry.setdefault(field, None)
+                if type(entry["last"]) is str:  # the only field spelled "NaN" when not finite
+                    entry["last"] = number(entry["last"])
+                out[key] = entry
         return out
 
     def metric_names(self) -> list[str]:
@@ -341,8 +355,10 @@ class Run:
 
     def metric(
         self, split: str, name: str, *, x: str = "step", rank: int = 0
-    ) -> tuple[list[float], list[float]]:
+    ) -> tuple[Sequence[float], list[float]]:
         """``(steps, values)`` of one metric, by step; the last value of a step logged twice wins.
+
+        Both are lists: steps of ints, values of floats (wall times of floats with ``x="time"``).
 
         Args:
             split: ``train``, ``val``, ...
@@ -372,7 +388,18 @@ class Run:
         values = [by_step[s][0] for s in steps]
         if x == "time":
             return [by_step[s][1] for s in steps], values
-        return [float(s) for s in steps], values
+        return list(steps), values
+
+
+def _first_run_id(path: Path) -> str | None:
+    """The ``run_id`` of the first event of a JSONL file, if it has one."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            event = json.loads(handle.readline())
+    except (OSError, ValueError):
+        return None
+    run_id = event.get("run_id") if isinstance(event, dict) else None
+    return run_id if isinstance(run_id, str) else None
 
 
 def _event_time(event: dict[str, Any]) -> float:
@@ -436,7 +463,7 @@ def load_runs(paths_or_glob: PathLike | Iterable[PathLike]) -> list[Run]:
         if not isinstance(item, (str, os.PathLike)):
             raise TypeError(f"expected a path or a glob pattern, not {item!r}")
         for path in _expand(os.fspath(item)):
-            key = os.path.realpath(path)
+            key = os.path.abspath(path)
             if key not in seen:
                 seen.add(key)
                 runs.append(Run(path))

@@ -74,7 +74,7 @@ def series_of(run: Run) -> list[Series]:
     for rank, split, name in keys:
         steps, values = run.metric(split, name, rank=rank)
         wall_times, _ = run.metric(split, name, x="time", rank=rank)
-        out.append(Series(split, name, rank, [int(s) for s in steps], values, wall_times))
+        out.append(Series(split, name, rank, [int(s) for s in steps], values, list(wall_times)))
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import expmate.config
 from expmate import ExperimentLogger, parse_config
 
 VAL_LOSS = (0.9, 0.6, 0.45, 0.5)  # the best is epoch 2; the last, epoch 3, is worse
@@ -18,14 +19,17 @@ def make_run(
     epochs: int = 4,
     steps_per_epoch: int = 5,
     fail: bool = False,
+    checkpoints: bool = False,
 ) -> Path:
     """A small training run: config, stages, timers, a warning, train/val metrics per epoch.
 
     ``train/loss`` is logged every step (``1 / (step + 1) + lr``), ``val/loss`` and
     ``val/accuracy`` once per epoch at the epoch's last step (values :data:`VAL_LOSS`,
     :data:`VAL_ACC`). With ``fail`` the run raises ValueError inside the last epoch's
-    validation, in a ``with`` block, so it is recorded as failed.
+    validation, in a ``with`` block, so it is recorded as failed. With ``checkpoints`` each
+    epoch ends with an event carrying a ``checkpoint`` field, as a checkpoint manager logs.
     """
+    active = expmate.config._active  # left as it was: the config is this run's only
     parse_config(
         [f"training.lr={lr}", f"model.width={width}"],
         defaults={
@@ -53,6 +57,12 @@ def make_run(
                         logger.log_metric(last, "val", "accuracy", VAL_ACC[epoch % 4])
                     if epoch == 1:
                         logger.warning("LR might be too high")
+                    if checkpoints:  # the events of expmate.torch.CheckpointManager
+                        path = f"checkpoints/epoch_{epoch}.pt"
+                        message = f"Checkpoint saved: step {last} -> {path}"
+                        logger.info(message, checkpoint="saved", step=last, file=path)
     except ValueError:
         pass
+    finally:
+        expmate.config._active = active
     return run_dir

@@ -7,7 +7,8 @@ plotext, tensorboard) are imported inside its handler, so ``expmate --help`` sta
 
 Only this module turns errors into exit codes: :class:`CliError` carries its own (1: no such
 data, 2: usage); a missing optional library is a :class:`MissingExtra`, exit 1 with the
-``pip install`` that fixes it.
+``pip install`` that fixes it; a run that cannot be read (:class:`expmate.runs.RunError`) is
+exit 1. Warnings about skipped lines of a run still being written are one line each.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import importlib
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import expmate
+from expmate.run_files import RunError, RunFileWarning
 
 EXIT_NO_DATA = 1
 EXIT_USAGE = 2
@@ -66,17 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_warning(command: str) -> Callable[..., None]:
-    """A ``warnings.showwarning`` that prints ``expmate CMD: warning: ...`` as one line (a run
-    file with a cut last line, say), without Python's source location."""
-
-    def show(message: Warning | str, *args: object, **kwargs: object) -> None:
-        text = " ".join(str(message).split())
-        print(f"expmate {command}: warning: {text}", file=sys.stderr)
-
-    return show
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``expmate`` command; returns the exit status (0, 1: no such data, 2: usage)."""
     parser = build_parser()
@@ -90,12 +82,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("always", RunFileWarning)
             warnings.showwarning = _one_line_warning(args.command)
             return int(handler(args))
     except CliError as exc:
         print(f"expmate {args.command}: {exc}", file=sys.stderr)
         return exc.code
+    except RunError as exc:
+        print(f"expmate {args.command}: {exc}", file=sys.stderr)
+        return EXIT_NO_DATA
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `expmate ls | head`: the reader left; not an error
         return 0
+
+
+def _one_line_warning(command: str) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that writes ``expmate CMD: warning: message`` (no source line)."""
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        print(f"expmate {command}: warning: {message}", file=sys.stderr)
+
+    return show

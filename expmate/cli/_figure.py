@@ -33,18 +33,20 @@ def save_figure(
     """
     from matplotlib.figure import Figure
 
-    from expmate.cli.plot import smooth
+    from expmate.cli.plot import smooth, spacing
 
     rows, cols = _grid_shape(len(built))
-    figure = Figure(figsize=(6.4 * cols, 4.0 * rows), layout="constrained")
+    size = (8.0, 4.5) if len(built) == 1 else (6.4 * cols, 4.0 * rows)
+    figure = Figure(figsize=size, layout="constrained")
     axes = figure.subplots(rows, cols, squeeze=False).ravel()
     for ax, panel in zip(axes, built, strict=False):
+        unit = spacing(panel)
         for line in panel.lines:
             color = PALETTE[line.run % len(PALETTE)]
             dash = DASHES[line.split % len(DASHES)]
             if smoothing:
                 ax.plot(line.x, line.y, color=color, linestyle=dash, alpha=0.25, linewidth=1.0)
-                values = smooth(line.y, smoothing)
+                values = smooth(line.y, smoothing, line.x, unit)
                 ax.plot(
                     line.x, values, color=color, linestyle=dash, linewidth=1.8, label=line.label
                 )
@@ -86,7 +88,7 @@ def terminal_figure(
     """The panels drawn as text for a terminal of ``width`` x ``height`` characters."""
     import plotext
 
-    from expmate.cli.plot import smooth
+    from expmate.cli.plot import smooth, spacing
 
     figure = plotext.figure  # plotext 6: one figure object; its methods draw
     figure.clear.data()
@@ -99,8 +101,9 @@ def terminal_figure(
         figure.subplots(rows, cols)
     for index, panel in enumerate(built):
         target = figure.subplot(index // cols + 1, index % cols + 1) if len(built) > 1 else figure
+        unit = spacing(panel)
         for line in panel.lines:
-            values = smooth(line.y, smoothing) if smoothing else line.y
+            values = smooth(line.y, smoothing, line.x, unit) if smoothing else line.y
             points = [(x, y) for x, y in zip(line.x, values, strict=True) if math.isfinite(y)]
             signal = target.signal([p[0] for p in points], [p[1] for p in points])
             signal.label(line.label)
@@ -108,4 +111,4 @@ def terminal_figure(
             target.draw(signal)
         target.title(panel.title if not title or len(built) > 1 else f"{title}: {panel.title}")
         target.label(xlabel, axis="x")
-    return str(figure.build().string(colorless=colorless))
+    return str(figure.build().string(colorless=colorless)).rstrip("\n")

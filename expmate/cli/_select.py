@@ -12,6 +12,16 @@ if TYPE_CHECKING:
     from expmate.runs import Run
 
 
+def add_runs_argument(parser: Any) -> None:
+    """The ``RUN...`` arguments of a command that takes several runs."""
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run directories, directories of runs, or glob patterns ('runs/lr_*')",
+    )
+
+
 def select_runs(paths: Sequence[str]) -> list[Run]:
     """The runs named by ``paths`` (see :func:`expmate.runs.load_runs`).
 
@@ -75,13 +85,3 @@ def full_key(text: str) -> str:
     if split is None:
         raise CliError(f"a metric here is SPLIT/NAME (val/loss), not {text!r}", EXIT_USAGE)
     return f"{split}/{name}"
-
-
-def read(run: Run, what: str) -> Any:
-    """``getattr(run, what)``, a read error (a corrupt file) turned into a CLI error naming it."""
-    from expmate.runs import RunError
-
-    try:
-        return getattr(run, what)
-    except RunError as exc:
-        raise CliError(str(exc), EXIT_NO_DATA) from None

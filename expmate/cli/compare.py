@@ -9,10 +9,10 @@ import math
 import time
 from typing import Any
 
-from expmate.cli import EXIT_NO_DATA, CliError
+from expmate.cli import CliError
 from expmate.cli import _format as fmt
 from expmate.cli._records import metric_columns, mode_arrow, record, sort_records
-from expmate.cli._select import select_runs
+from expmate.cli._select import add_runs_argument, select_runs
 
 # Config keys that name the run rather than describe it (``expmate sweep`` sets both).
 _NOT_COMPARED = ("run_id", "run_dir")
@@ -27,12 +27,7 @@ def register(subparsers: Any) -> None:
         description="Compare runs: one row per run with the config keys whose values differ "
         "between them and the best and last value of each metric.",
     )
-    parser.add_argument(
-        "runs",
-        nargs="+",
-        metavar="RUN",
-        help="run directories, directories of runs, or glob patterns ('runs/lr_*')",
-    )
+    add_runs_argument(parser)
     parser.add_argument(
         "--sort",
         metavar="KEY",
@@ -74,15 +69,8 @@ def _finite_or_none(value: Any) -> Any:
 
 def comparison(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str], list[Any]]:
     """The records, the differing config keys and the metric columns."""
-    from expmate.runs import RunError
-
     now = time.time()
-    records = []
-    for found in select_runs(args.runs):
-        try:
-            records.append(record(found, now, config=True))
-        except RunError as exc:
-            raise CliError(str(exc), EXIT_NO_DATA) from None
+    records = [record(found, now, config=True) for found in select_runs(args.runs)]
     if args.sort:
         sort_records(records, args.sort)
     keys = differing_keys([r["config"] for r in records])

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from expmate.cli import EXIT_NO_DATA, EXIT_USAGE, CliError, require
-from expmate.cli._select import select_runs
+from expmate.cli._select import add_runs_argument, select_runs
 
 _EVENT_FILES = "events.out.tfevents.*"
 
@@ -29,9 +29,7 @@ def register(subparsers: Any) -> None:
             "one TensorBoard run per run, under DIR. View them with: tensorboard --logdir DIR"
         ),
     )
-    parser.add_argument(
-        "runs", nargs="+", metavar="RUN", help="run directories, directories of runs, or globs"
-    )
+    add_runs_argument(parser)
     parser.add_argument(
         "--tensorboard", required=True, metavar="DIR", help="the TensorBoard log directory"
     )
@@ -46,15 +44,11 @@ def register(subparsers: Any) -> None:
 def export(args: argparse.Namespace) -> int:
     """The ``expmate export`` handler."""
     require("tensorboard", extra="tensorboard", purpose="expmate export --tensorboard")
-    from expmate.runs import RunError
     from expmate.tensorboard_export import prepare_export, write_export
 
     root = Path(args.tensorboard)
-    try:
-        runs = select_runs(args.runs)
-        exports = [prepare_export(run) for run in runs]
-    except RunError as exc:
-        raise CliError(str(exc), EXIT_NO_DATA) from None
+    runs = select_runs(args.runs)
+    exports = [prepare_export(run) for run in runs]  # a RunError (a corrupt file) is exit 1
     chosen = [(run, p) for run, p in zip(runs, exports, strict=True) if p.series]
     if not chosen:
         where = ", ".join(repr(str(run.path)) for run in runs)

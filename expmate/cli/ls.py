@@ -133,21 +133,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_table(records: list[dict[str, Any]], columns: list[tuple[str, str | None]]) -> None:
-    from rich import box
-    from rich.table import Table
-
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    table.add_column("run")
-    table.add_column("status")
-    table.add_column("start")
-    table.add_column("duration", justify="right")
-    table.add_column("steps", justify="right")
-    for key, mode in columns:
-        table.add_column(key + mode_arrow(mode), justify="right")
+    header = ["run", "status", "start", "duration", "steps"]
+    header += [key + mode_arrow(mode) for key, mode in columns]
+    rows = []
     for r in records:
         cells = [
             r["id"],
-            fmt.status_text(r["status"]),
+            r["status"],
             fmt.clock(r["start_time"]),
             fmt.duration(r["duration"]),
             "-" if r["last_step"] is None else str(r["last_step"]),
@@ -155,5 +147,6 @@ def _print_table(records: list[dict[str, Any]], columns: list[tuple[str, str | N
         for key, _ in columns:
             entry = r["metrics"].get(key) or {}
             cells.append(fmt.at_step(entry.get("best"), entry.get("best_step")))
-        table.add_row(*cells)
-    fmt.console().print(table)
+        rows.append(cells)
+    right = frozenset(range(3, len(header)))
+    fmt.print_rows(fmt.console(), header, rows, right=right, styles={1: fmt.STATUS_STYLES})

@@ -9,11 +9,12 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from expmate.cli import EXIT_NO_DATA, EXIT_USAGE, CliError, require
-from expmate.cli._select import metric_key, read, select_runs
+from expmate.cli._select import add_runs_argument, metric_key, select_runs
 
 if TYPE_CHECKING:
     from expmate.runs import Run
@@ -29,12 +30,7 @@ def register(subparsers: Any) -> None:
         description="Plot metrics, one panel per -m and one line per run and split. Without -o "
         'the plot is drawn in the terminal. Needs pip install "expmate[plot]".',
     )
-    parser.add_argument(
-        "runs",
-        nargs="+",
-        metavar="RUN",
-        help="run directories, directories of runs, or glob patterns ('runs/lr_*')",
-    )
+    add_runs_argument(parser)
     parser.add_argument(
         "-m",
         "--metric",
@@ -74,9 +70,15 @@ def _smoothing(text: str) -> float:
     return weight
 
 
-def smooth(values: list[float], weight: float) -> list[float]:
-    """Exponential moving average with the start-up bias removed (as TensorBoard draws it);
-    non-finite values are passed through and do not enter the average.
+def smooth(
+    values: list[float], weight: float, x: Sequence[float] | None = None, unit: float = 1.0
+) -> list[float]:
+    """Exponential moving average with the start-up bias removed (as TensorBoard draws it).
+
+    With ``x``, a gap of ``d`` between points counts as ``d / unit`` steps of the average (the
+    weight is ``weight ** (d / unit)``), so lines logged at different intervals (a train loss
+    every step, a validation loss every epoch) are smoothed over the same span of x. Non-finite
+    values are passed through and do not enter the average.
 
     Example:
         >>> smooth([1.0, 0.0, 0.0], 0.5)
@@ -86,15 +88,31 @@ def smooth(values: list[float], weight: float) -> list[float]:
         return list(values)
     out = []
     average = 0.0
-    seen = 0
-    for value in values:
+    kept = 1.0  # the product of the weights so far: what the start-up bias is made of
+    previous = None
+    for i, value in enumerate(values):
         if not math.isfinite(value):
             out.append(value)
             continue
-        average = average * weight + (1.0 - weight) * value
-        seen += 1
-        out.append(average / (1.0 - weight**seen))
+        w = weight
+        if x is not None and previous is not None:
+            w = weight ** max(0.0, (x[i] - x[previous]) / unit)
+        average = average * w + (1.0 - w) * value
+        kept *= w
+        out.append(average / (1.0 - kept) if kept < 1.0 else value)
+        previous = i
     return out
+
+
+def spacing(panel: Panel) -> float:
+    """The smallest median gap between neighbouring x values of a panel's lines: the x span of
+    one smoothing step, the same for every line of the panel."""
+    gaps = []
+    for line in panel.lines:
+        deltas = sorted(b - a for a, b in zip(line.x, line.x[1:], strict=False) if b > a)
+        if deltas:
+            gaps.append(deltas[len(deltas) // 2])
+    return min(gaps) if gaps else 1.0
 
 
 @dataclass
@@ -102,7 +120,7 @@ class Line:
     """One curve: its label, points, and which run (color) and split (dash) it belongs to."""
 
     label: str
-    x: list[float]
+    x: Sequence[float]
     y: list[float]
     run: int = 0
     split: int = 0
@@ -138,11 +156,11 @@ def panels(runs: list[Run], metrics: list[str], *, x: str) -> tuple[list[Panel],
         CliError: a metric that none of the runs has (the message lists those they have).
     """
     wanted = [(text, *metric_key(text)) for text in metrics]
-    raw: list[tuple[str, list[tuple[Run, str, list[float], list[float]]]]] = []
+    raw: list[tuple[str, list[tuple[Run, str, Sequence[float], list[float]]]]] = []
     for text, split, name in wanted:
         found = []
         for run in runs:
-            for key in read(run, "metric_names")():
+            for key in run.metric_names():
                 s, n = key.split("/", 1)
                 if n == name and (split is None or s == split):
                     xs, ys = run.metric(s, n, x=x)
@@ -172,8 +190,8 @@ def panels(runs: list[Run], metrics: list[str], *, x: str) -> tuple[list[Panel],
             parts = ([run.id] if many_runs else []) + ([s] if len(splits) > 1 else [])
             if x == "time":
                 xs = [(t - origin[id(run)]) / scale for t in xs]
-            label = " ".join(parts) or run.id
-            lines.append(Line(label, xs, ys, run_index[id(run)], splits.index(s)))
+            name = " ".join(parts) or run.id
+            lines.append(Line(name, xs, ys, run_index[id(run)], splits.index(s)))
         out.append(Panel(text, lines))
     return out, label
 
@@ -224,11 +242,17 @@ def _follow(args: argparse.Namespace) -> int:
     try:
         while True:
             runs = select_runs(args.runs)
-            built, label = panels(runs, args.metric, x=args.x)
-            text = _terminal(built, label, args)
+            live = any(r.status == "running" for r in runs)
+            try:
+                built, label = panels(runs, args.metric, x=args.x)
+                text = _terminal(built, label, args)
+            except CliError as exc:
+                if not live:
+                    raise
+                text = f"waiting for the first values ({exc})"  # a run that just started
             sys.stdout.write("\x1b[H\x1b[2J" + text + "\n")
             sys.stdout.flush()
-            if all(r.status != "running" for r in runs):
+            if not live:
                 return 0
             time.sleep(args.interval)
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from expmate.cli import EXIT_NO_DATA, CliError
 from expmate.cli import _format as fmt
-from expmate.cli._select import read, select_run
+from expmate.cli._select import select_run
 
 if TYPE_CHECKING:
     from expmate.runs import Run
@@ -49,10 +49,9 @@ def run(args: argparse.Namespace) -> int:
     from expmate.event_stats import checkpoint_events, problems, stage_totals, timer_stats
 
     found = select_run(args.run)
-    for what in ("summary", "best", "provenance", "config"):
-        read(found, what)
-    events = read(found, "events")
-    metrics = read(found, "metric_summary")
+    _ = found.best, found.provenance, found.config  # a corrupt file is reported before output
+    events = found.events
+    metrics = found.metric_summary
     if not events and not metrics:
         raise CliError(f"run {found.id!r} is empty: no events and no metrics yet", EXIT_NO_DATA)
     out = fmt.console()
@@ -237,7 +236,8 @@ def _events(events: list[dict[str, Any]], *, checkpoint: bool = False) -> Any:
     from rich.text import Text
 
     styles = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
-    table = _table("time", "rank", "level", "message", *(["checkpoint"] if checkpoint else []))
+    what = ["checkpoint", "step"] if checkpoint else []
+    table = _table("time", "rank", "level", *what, "message", right=("step",))
     for event in events:
         stamp = event.get("timestamp")
         level = str(event.get("level", ""))
@@ -245,9 +245,9 @@ def _events(events: list[dict[str, Any]], *, checkpoint: bool = False) -> Any:
             fmt.clock_seconds(stamp if isinstance(stamp, (int, float)) else None),
             str(event.get("rank", "-")),
             Text(level, style=styles.get(level, "")),
-            str(event.get("message", "")),
         ]
-        if checkpoint:
-            row.append(str(event["checkpoint"]))
+        if checkpoint:  # saved, deleted, loaded, ... (the CheckpointManager's events)
+            row += [str(event["checkpoint"]), str(event.get("step", "-"))]
+        row.append(str(event.get("message", "")))
         table.add_row(*row)
     return table
