@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``expmate`` parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="expmate",
-        description="Look at experiment runs from their files: list, show, compare, plot.",
+        description="Look at experiment runs from their files (list, show, compare, plot, tail, "
+        "export) and run sweeps of configs.",
     )
     parser.add_argument("--version", action="version", version=f"expmate {expmate.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
