@@ -12,10 +12,12 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
 from expmate import run_end
+from expmate.sinks.base import report_failure
 
 
 class Flushable(Protocol):
@@ -43,6 +45,7 @@ _thread: threading.Thread | None = None
 _sigterm_installed = False
 _previous_sigterm: Any = None
 _resent = False  # the next SIGTERM is the one _flush_and_resend sent after flushing
+_end_hooks: list[Callable[[], None]] = []
 
 
 def register(logger: Flushable) -> None:
@@ -79,19 +82,32 @@ def _run() -> None:
                 logger.flush_files(now)
 
 
+def at_end(hook: Callable[[], None]) -> None:
+    """Run ``hook`` after the last flush of every open logger, at exit and on SIGTERM.
+
+    For what records how a run ended (``run.json``); a hook that raises is reported once.
+    """
+    _end_hooks.append(hook)
+
+
 def flush_all() -> None:
-    """Flush the files of every open logger (no collectives), at exit or on SIGTERM.
+    """Flush the files of every open logger (no collectives), then run the end hooks; at exit or
+    on SIGTERM.
 
     Each logger records how the run ended (``summary.json``): the exception that ended the main
     script, the signal noted by the SIGTERM handler, or finished. A process that goes on after a
     SIGTERM it handles itself records ``running`` again at its next flush.
     """
     loggers = _loggers()
-    if not loggers:
-        return
-    end = run_end.outcome(at_exit=True)
-    for logger in loggers:
-        logger.flush_files(wait=False, end=end)
+    if loggers:
+        end = run_end.outcome(at_exit=True)
+        for logger in loggers:
+            logger.flush_files(wait=False, end=end)
+    for hook in list(_end_hooks):
+        try:
+            hook()
+        except Exception as exc:  # noqa: BLE001 - the process is ending: report, never raise
+            report_failure("recording the end of the run", exc)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

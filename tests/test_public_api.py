@@ -30,6 +30,7 @@ def test_all_is_pinned() -> None:
         "ConfigError",
         "ExperimentLogger",
         "__version__",
+        "capture_git",
         "load_run",
         "load_runs",
         "log_level",
