@@ -82,7 +82,7 @@ def test_best_config_summary_and_events(run: Run) -> None:
     assert run.events[0]["message"] == "Starting experiment: lr_0.01"
     assert {e["rank"] for e in run.events} == {0}
     assert [e["message"] for e in run.events if e["level"] == "WARNING"] == ["LR might be too high"]
-    assert run.provenance is None
+    assert run.provenance is not None and run.provenance["run_id"] == "lr_0.01"
 
 
 def test_a_step_logged_twice_keeps_its_last_value(tmp_path: Path) -> None:

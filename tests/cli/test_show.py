@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -27,11 +28,13 @@ def test_failed_run(runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (code, err) == (0, "")
     header = table(out.split("\n\n")[0])
     assert [row[0] for row in header] == [
-        "run", "path", "status", "start", "end", "duration", "steps", "ranks"
+        "run", "path", "status", "start", "end", "duration", "steps", "ranks", "command"
     ]  # fmt: skip
     assert header[0][1] == "lr_0.001"
     assert header[2][1:] == ["failed", "ValueError: NaN detected in loss"]
-    assert header[6][1] == "19" and header[7][1] == "1 (files of ranks 0)"
+    provenance = json.loads((runs_dir / "lr_0.001" / "run.json").read_text())
+    assert header[6][1] == "19" and header[7][1] == f"1 (0 on {provenance['ranks'][0]['host']})"
+    assert header[8][1:] == [shlex.join(provenance["command"])]
     assert _section(out, "config") == [
         ["run_id", "lr_0.001"],
         ["training.lr", "0.001"],
