@@ -600,6 +600,7 @@ class ExperimentLogger:
         wait: bool = True,
         end: dict[str, Any] | None = None,
         forced: bool = False,
+        last: bool = False,
     ) -> None:
         """Write every buffered line, ``best.json`` and ``summary.json`` now; no cross-rank
         communication.
@@ -612,15 +613,19 @@ class ExperimentLogger:
                 ``summary.json``; None while it runs.
             forced: the flush was forced by a full buffer; ``summary.json`` is then rewritten
                 only if its heartbeat is a flush interval old.
+            last: the final flush of :meth:`close`: no later flush (the background flusher may
+                still hold this logger) rewrites ``summary.json``.
         """
         ordered = self._io_lock.acquire(timeout=-1 if wait else 0.5)
         try:
-            self._flush_locked(now, end, forced)
+            self._flush_locked(now, end, forced, last)
         finally:
             if ordered:
                 self._io_lock.release()
 
-    def _flush_locked(self, now: float | None, end: dict[str, Any] | None, forced: bool) -> None:
+    def _flush_locked(
+        self, now: float | None, end: dict[str, Any] | None, forced: bool, last: bool
+    ) -> None:
         try:
             self._metrics.materialize()
         except Exception as exc:  # noqa: BLE001 - a broken device must not stop the flush
@@ -630,7 +635,9 @@ class ExperimentLogger:
             self._waiting = 0
         summary = self._summary
         clock = time.time()
-        if summary is not None and forced and clock - summary.written_at < self.flush_interval:
+        if summary is not None and (
+            summary.path is None or (forced and clock - summary.written_at < self.flush_interval)
+        ):
             summary = None
         metric_batches, bests, entries = self._metrics.take(tracked=summary is not None)
         for target, lines in batches + metric_batches:
@@ -642,6 +649,8 @@ class ExperimentLogger:
         self._metrics.best.write(bests)
         if summary is not None and entries is not None:
             summary.write(entries, clock, end)
+            if last:
+                summary.path = None  # the run's end is recorded; nothing may overwrite it
         self._last_flush = clock if now is None else now
 
     def flush(self) -> None:
@@ -691,7 +700,7 @@ class ExperimentLogger:
         finally:
             if self._system is not None:
                 self._system.stop()
-            self.flush_files(end=run_end.outcome(exc))
+            self.flush_files(end=run_end.outcome(exc), last=True)
             self.closed = True
             flushing.unregister(self)
             with self._io_lock, self._lock:

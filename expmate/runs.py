@@ -264,10 +264,16 @@ class Run:
     def id(self) -> str:
         """The run id (from ``summary.json``, ``run.json``, the first event, else the
         directory name)."""
-        for record in (self.summary, self.provenance):
-            if record and isinstance(record.get("run_id"), str):
-                return str(record["run_id"])
-        return _first_run_id(self.path / "events.jsonl") or self.path.name
+        found = self._recorded("run_id", str)
+        return found or _first_run_id(self.path / "events.jsonl") or self.path.name
+
+    def _recorded(self, key: str, kind: type | tuple[type, ...]) -> Any:
+        """``key`` from ``summary.json``, else from ``run.json`` (read only if needed), or None."""
+        for name in ("summary", "provenance"):
+            record = getattr(self, name)
+            if record and isinstance(record.get(key), kind) and not isinstance(record[key], bool):
+                return record[key]
+        return None
 
     def status_at(self, now: float) -> str:
         """The status as seen at ``now``: ``running``, ``finished``, ``failed``,
@@ -285,9 +291,9 @@ class Run:
     @property
     def start_time(self) -> float | None:
         """Unix time of the start (summary, else run.json, else the first event or row)."""
-        for record in (self.summary, self.provenance):
-            if record and isinstance(record.get("start_time"), (int, float)):
-                return float(record["start_time"])
+        start = self._recorded("start_time", (int, float))
+        if start is not None:
+            return float(start)
         times = self._file_times()
         return times[0] if times else None
 
@@ -311,10 +317,8 @@ class Run:
     @property
     def world_size(self) -> int:
         """Processes in the job (summary, run.json, else the ranks that left files)."""
-        for record in (self.summary, self.provenance):
-            if record and isinstance(record.get("world_size"), int):
-                return int(record["world_size"])
-        return len(self.ranks)
+        world = self._recorded("world_size", int)
+        return int(world) if world is not None else len(self.ranks)
 
     @property
     def last_step(self) -> int | None:
@@ -341,8 +345,9 @@ class Run:
         out = {}
         for key, entry in summary["metrics"].items():
             if isinstance(entry, dict):  # this run's own parsed copy: completed in place
-                for field in _ENTRY_FIELDS:
-                    entry.setdefault(field, None)
+                if len(entry) != len(_ENTRY_FIELDS):  # expmate writes all of them
+                    for field in _ENTRY_FIELDS:
+                        entry.setdefault(field, None)
                 if type(entry["last"]) is str:  # the only field spelled "NaN" when not finite
                     entry["last"] = number(entry["last"])
                 out[key] = entry
@@ -430,7 +435,7 @@ def find_runs(root: PathLike) -> list[Path]:
     """Run directories at or below ``root`` (not descending into runs), sorted by path."""
     if is_run_dir(root):
         return [Path(root)]
-    found: list[Path] = []
+    found: list[str] = []
     stack = [os.fspath(root)]
     while stack:
         try:
@@ -441,10 +446,10 @@ def find_runs(root: PathLike) -> list[Path]:
             if entry.name.startswith(".") or not entry.is_dir():
                 continue
             if is_run_dir(entry.path):
-                found.append(Path(entry.path))
+                found.append(entry.path)
             else:
                 stack.append(entry.path)
-    return sorted(found)
+    return [Path(path) for path in sorted(found)]
 
 
 def load_runs(paths_or_glob: PathLike | Iterable[PathLike]) -> list[Run]:

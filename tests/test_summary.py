@@ -104,6 +104,16 @@ def test_close_records_finished_with_end_time(tmp_path: Path) -> None:
     assert "exception" not in data
 
 
+def test_a_flush_after_close_keeps_the_recorded_end(tmp_path: Path) -> None:
+    """The background flusher may still hold a logger that closed meanwhile: its late flush
+    must not turn the recorded end back into running."""
+    logger = ExperimentLogger(tmp_path, console_output=False)
+    _log(logger)
+    logger.close()
+    logger.flush_files(time.time())  # what the flusher thread does with its list of loggers
+    assert _summary(tmp_path)["status"] == "finished"
+
+
 def test_with_block_left_by_exception_is_failed(tmp_path: Path) -> None:
     """A `with` block left by an exception records failed with its type and message."""
     with pytest.raises(ValueError), ExperimentLogger(tmp_path, console_output=False) as logger:

@@ -169,3 +169,22 @@ def test_smoothing_spans_the_same_x_for_sparse_lines() -> None:
     """With x, a gap of two units weighs as two steps of the average."""
     assert smooth([1.0, 0.0], 0.5, [0.0, 2.0], 1.0) == [1.0, 1 / 7]
     assert smooth([1.0, 0.0], 0.5, [0.0, 100.0], 100.0) == [1.0, 1 / 3]
+
+
+def test_a_cut_last_line_is_one_warning_line(
+    runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run being written (its metrics.csv ends in a partial line) plots, with one line on
+    stderr and no traceback."""
+    import shutil
+
+    run = tmp_path / "live"
+    shutil.copytree(runs_dir / "lr_0.1", run)
+    with (run / "metrics.csv").open("a") as handle:
+        handle.write("20,val,loss,0.1")
+    code, out, err = expmate(capsys, "plot", str(run), "-m", "val/loss")
+    assert code == 0 and out.splitlines()[0].strip() == "val/loss"
+    assert err == (
+        f"expmate plot: warning: {run / 'metrics.csv'}: its last line is cut short (the run is "
+        "being written or was killed); 15 bytes skipped\n"
+    )
