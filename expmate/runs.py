@@ -38,6 +38,7 @@ from expmate.run_files import (
 )
 from expmate.summary import FILE_NAME as SUMMARY_FILE
 from expmate.summary import observed_status
+from expmate.sweep_grid import SWEEP_INDEX
 
 # Any of these makes a directory a run directory.
 RUN_FILES = ("summary.json", "events.jsonl", "metrics.csv", "exp.log", "best.json", "run.json")
@@ -475,8 +476,10 @@ def load_runs(paths_or_glob: PathLike | Iterable[PathLike]) -> list[Run]:
 
 
 def _expand(item: str) -> list[Path]:
-    """The run directories one argument names."""
-    if os.path.exists(item):
+    """The run directories one argument names; a sweep's index names the runs of its sweep."""
+    if os.path.basename(item) == SWEEP_INDEX and os.path.isfile(item):
+        paths = [os.path.dirname(item) or "."]  # `SWEEP_DIR/*` names the index too
+    elif os.path.exists(item):
         paths = [item]
     elif _GLOB_CHARS.search(item):
         paths = sorted(glob.glob(item))

@@ -27,7 +27,7 @@ EXIT_NO_DATA = 1
 EXIT_USAGE = 2
 
 # The subcommands, in the order ``expmate --help`` lists them (module names in this package).
-SUBCOMMANDS: tuple[str, ...] = ("ls", "show", "compare", "plot")
+SUBCOMMANDS: tuple[str, ...] = ("ls", "show", "compare", "plot", "tail", "export", "sweep")
 
 
 class CliError(Exception):
@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``expmate`` parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="expmate",
-        description="Look at experiment runs from their files: list, show, compare, plot.",
+        description="Look at experiment runs from their files (list, show, compare, plot, tail, "
+        "export) and run sweeps of configs.",
     )
     parser.add_argument("--version", action="version", version=f"expmate {expmate.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

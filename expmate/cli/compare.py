@@ -14,8 +14,8 @@ from expmate.cli import _format as fmt
 from expmate.cli._records import metric_columns, mode_arrow, record, sort_records
 from expmate.cli._select import add_runs_argument, select_runs
 
-# Config keys that name the run rather than describe it.
-_NOT_COMPARED = ("run_id",)
+# Config keys that name the run rather than describe it (``expmate sweep`` sets both).
+_NOT_COMPARED = ("run_id", "run_dir")
 _MISSING = object()
 
 
