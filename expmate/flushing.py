@@ -3,6 +3,9 @@
 One daemon thread serves every open logger: it wakes a few times per flush interval and flushes the
 loggers whose interval has passed. At interpreter exit and on SIGTERM every open logger is flushed
 (files only: no collective is started from here, since other ranks are not there to join it).
+Hooks registered with :func:`at_end` run after the last flush: at exit, and before the process
+dies of SIGTERM. Nothing here imports a module once the process ends: an import at exit makes
+an interrupted script exit with status 1 instead of 130.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from __future__ import annotations
 import atexit
 import os
 import signal
+import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
@@ -36,7 +41,8 @@ _wake = threading.Event()
 _thread: threading.Thread | None = None
 _sigterm_installed = False
 _previous_sigterm: Any = None
-_resent = False  # the next SIGTERM is the one _flush_and_resend sent after flushing
+_previous_sigint: Any = None
+_end_hooks: list[Callable[[], None]] = []
 
 
 def register(logger: Flushable) -> None:
@@ -79,15 +85,30 @@ def flush_all() -> None:
         logger.flush_files(wait=False)
 
 
+def at_end(hook: Callable[[], None]) -> None:
+    """Call ``hook()`` once the process ends: at interpreter exit after the last flush, and on
+    SIGTERM after the flush when the process is about to die of it (the default action).
+
+    A hook must import nothing (see the module's docstring) and must not raise.
+    """
+    _end_hooks.append(hook)
+
+
+def _ended() -> None:
+    for hook in list(_end_hooks):
+        hook()
+
+
+def _at_exit() -> None:
+    flush_all()
+    _ended()
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    global _resent
     run_end.note_signal(signum)
-    if _resent:
-        _resent = False  # the deferred flush below is done: act on the signal now
-    elif _inside_flush(frame) and _defer(signum):
+    if _inside_flush(frame) and _defer(signum):
         return
-    else:
-        flush_all()
+    flush_all()
     previous = _previous_sigterm
     if callable(previous):
         previous(signum, frame)
@@ -95,8 +116,18 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     if previous == signal.SIG_IGN:
         return
     # Default action: die of SIGTERM as if we had never been here.
+    _ended()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C as usual (the previous handler raises KeyboardInterrupt), but never inside a flush
+    of the main thread, where the lines it has taken would be lost: there it waits until the
+    flush has ended."""
+    if _inside_flush(frame) and _defer(signum):
+        return
+    _previous_sigint(signum, frame)
 
 
 def _inside_flush(frame: FrameType | None) -> bool:
@@ -115,31 +146,41 @@ def _inside_flush(frame: FrameType | None) -> bool:
 
 
 def _defer(signum: int) -> bool:
-    """Let the main thread finish its flush; flush again from a helper thread, then re-send."""
+    """Let the main thread finish its flush, then send the signal again (from a helper thread)."""
     try:
         threading.Thread(
-            target=_flush_and_resend, args=(signum,), name="expmate-sigterm", daemon=True
+            target=_resend_after_flush, args=(signum,), name="expmate-sigterm", daemon=True
         ).start()
     except RuntimeError:  # the interpreter is shutting down: no new threads
         return False
     return True
 
 
-def _flush_and_resend(signum: int) -> None:
-    global _resent
-    flush_all()
-    _resent = True
+def _resend_after_flush(signum: int) -> None:
+    """Wait until the main thread has left its flush, then re-send ``signum``.
+
+    The handler then runs outside any flush: it flushes everything logged until that moment
+    (also what the main thread logged after its flush) and acts on the signal.
+    """
+    main = threading.main_thread().ident
+    while _inside_flush(sys._current_frames().get(main or -1)):
+        time.sleep(0.001)
     os.kill(os.getpid(), signum)
 
 
 def _install_sigterm() -> None:
-    """Chain a flush in front of the current SIGTERM handler (main thread only, once)."""
-    global _sigterm_installed, _previous_sigterm
+    """Chain a flush in front of the current SIGTERM handler, and the flush guard in front of a
+    Python SIGINT handler (main thread only, once)."""
+    global _sigterm_installed, _previous_sigterm, _previous_sigint
     if _sigterm_installed or threading.current_thread() is not threading.main_thread():
         return
     try:
         _previous_sigterm = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, _on_sigterm)
+        previous_sigint = signal.getsignal(signal.SIGINT)
+        if callable(previous_sigint):  # SIG_IGN / SIG_DFL: nothing raises inside a flush
+            _previous_sigint = previous_sigint
+            signal.signal(signal.SIGINT, _on_sigint)
     except (ValueError, OSError):
         return
     _sigterm_installed = True
@@ -154,6 +195,6 @@ def _after_fork_in_child() -> None:
     _sigterm_installed = True  # the handler copied from the parent is kept as is
 
 
-atexit.register(flush_all)
+atexit.register(_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
