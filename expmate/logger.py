@@ -16,7 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from expmate import flushing
+from expmate import flushing, run_end
+from expmate.attempts import AttemptLog, resume_event, resume_history
 from expmate.best import check_mode
 from expmate.colors import use_color
 from expmate.events import (
@@ -29,7 +30,7 @@ from expmate.events import (
     check_field_names,
     level_name,
 )
-from expmate.metric_store import MetricStore
+from expmate.metric_store import MetricStore, checked_metrics
 from expmate.ranks import detect_rank, detect_world_size, process_group_ready
 from expmate.rate_limit import RateLimitBlock, RateLimiter, check_rate
 from expmate.sinks import (
@@ -41,7 +42,15 @@ from expmate.sinks import (
     report_failure,
 )
 from expmate.spans import StageBlock, StageStack, TimerBlock
-from expmate.values import metric_value, reduce_op, step_value, weight_value
+from expmate.values import (
+    FLOAT_INT_LIMIT,
+    STEP_MAX,
+    STEP_MIN,
+    metric_value,
+    reduce_op,
+    step_value,
+    weight_value,
+)
 
 _DEFAULT: Any = object()  # "use the logger's default" for per-call options
 _MAX_WAITING = 2048  # lines held in memory before a flush is forced (bounds memory)
@@ -84,6 +93,8 @@ class ExperimentLogger:
 
     Raises:
         NotADirectoryError, OSError, PermissionError: ``run_dir`` cannot hold the run's files.
+        RunDirInUseError: another logger (in this process or another) writes this rank's files
+            of ``run_dir``; the message names it (pid, host).
         ValueError: an unknown level, reduction or a non-positive interval.
 
     Example:
@@ -133,6 +144,8 @@ class ExperimentLogger:
         suffix = "" if self.rank == 0 else f"_rank{self.rank}"
         self._text_path = self.run_dir / f"exp{suffix}.log"
         resumed = (self.run_dir / f"events{suffix}.jsonl").exists()
+        # First of all: the lock on this rank's files (one writer), and the restart history.
+        self._attempts = AttemptLog(self.run_dir, self.rank, world_size=self.world_size)
 
         # _lock guards buffers and in-memory state; re-entrant so that a SIGTERM handler running
         # on the main thread inside a logging call can still flush. _io_lock orders flushes; it is
@@ -142,10 +155,14 @@ class ExperimentLogger:
         uid = next(_ids)
         self._stages: ContextVar[StageStack] = ContextVar(f"expmate_stages_{uid}", default=())
         self._quiet: ContextVar[bool] = ContextVar(f"expmate_quiet_{uid}", default=False)
-        self._jsonl = JsonlSink(
-            self.run_dir / f"events{suffix}.jsonl", run_id=self.run_id, rank=self.rank
-        )
-        self._human: TextLogSink | HandlerSink = TextLogSink(self._text_path)
+        try:
+            self._jsonl = JsonlSink(
+                self.run_dir / f"events{suffix}.jsonl", run_id=self.run_id, rank=self.rank
+            )
+            self._human: TextLogSink | HandlerSink = TextLogSink(self._text_path)
+        except BaseException as exc:
+            self._attempts.close(run_end.outcome(exc))
+            raise
         self._handler: logging.Handler | None = None
         self._console: ConsoleSink | None = None
         if console_output and self.rank == 0:
@@ -160,6 +177,7 @@ class ExperimentLogger:
         self._limiters: dict[Any, RateLimiter] = {}
         self._waiting = 0
         self._last_flush = time.time()
+        self._ending: BaseException | None = None  # the exception that left the with block
         self.closed = False
         flushing.register(self)
         self._opened(resumed)
@@ -321,9 +339,12 @@ class ExperimentLogger:
         """
         if self.closed:
             self._raise_closed()
-        if type(step) is not int:
+        if type(step) is not int or not STEP_MIN <= step <= STEP_MAX:
             step = step_value(step)
-        if type(value) is not float and type(value) is not int:
+        kind = type(value)
+        if kind is not float and (
+            kind is not int or not -FLOAT_INT_LIMIT <= value <= FLOAT_INT_LIMIT
+        ):
             value = metric_value(value, what=f"value of metric {split!r}/{name!r}")
         if mode is not None:
             check_mode(mode)
@@ -352,14 +373,16 @@ class ExperimentLogger:
     ) -> None:
         """Log every ``name: value`` of ``metrics`` for one step and split (modes from the names).
 
+        All or nothing: every item is checked first, so one bad name or value raises before any
+        row is written.
+
+        Raises:
+            TypeError, ValueError: a bad step, split, name or value (named), or not a mapping.
+
         Example:
             >>> logger.log_metrics(3, "val", {"loss": 0.41, "accuracy": 0.9})  # doctest: +SKIP
         """
-        if not isinstance(metrics, Mapping):
-            raise TypeError(
-                f"metrics must be a mapping of name to value, got {type(metrics).__name__}"
-            )
-        for name, value in metrics.items():
+        for name, value in checked_metrics(self._metrics, split, metrics):
             self.log_metric(step, split, name, value, track_best, reduce=reduce, weight=weight)
 
     # ------------------------------------------------------------------ cross-rank reduction
@@ -426,6 +449,33 @@ class ExperimentLogger:
         rank (counted from the last sync, as for :meth:`get_best_metric`).
         """
         return self._metrics.get_last(split, name)
+
+    # ------------------------------------------------------------------ resuming from a checkpoint
+
+    def resume(self, step: int) -> None:
+        """Record that training continues from ``step`` (after loading a checkpoint): rewind.
+
+        Rows written before this call with a step >= ``step`` stay in the metrics file but are
+        superseded: readers leave them out, and the best values (``best.json``,
+        :meth:`get_best_metric`) and latest values are recomputed from the rows that survive.
+        Writes a resume marker to ``attempts.jsonl`` and a resume event to ``events.jsonl``.
+        Call it on every rank (no collective), before logging the resumed steps.
+
+        Args:
+            step: the first step the resumed training logs (a checkpoint saved after step S
+                was logged resumes at S + 1).
+
+        Raises:
+            TypeError, ValueError: ``step`` is not an integer.
+        """
+        if self.closed:
+            self._raise_closed()
+        step = step_value(step)
+        self.flush_files()
+        with self._io_lock:
+            marker = resume_history(self._attempts, self._metrics, step)
+        self._dispatch(resume_event(marker, self.run_dir))
+        self.flush_files()
 
     # ------------------------------------------------------------------ stages, timers, rate limits
 
@@ -530,13 +580,13 @@ class ExperimentLogger:
             batches = [(f, f.take()) for f in self._files()]
             self._waiting = 0
         metric_batches, bests = self._metrics.take()
-        for target, lines in batches + metric_batches:
+        for target, lines in batches:
             target.write(lines)
+        self._metrics.write(metric_batches, bests)
         if isinstance(self._human, HandlerSink):
             self._human.flush()
         if self._console is not None:
             self._console.flush()
-        self._metrics.best.write(bests)
         self._last_flush = time.time() if now is None else now
 
     def flush(self) -> None:
@@ -559,6 +609,7 @@ class ExperimentLogger:
             file.discard()
         self._waiting = 0
         self._metrics.after_fork()
+        self._attempts.detach()
         # A lock held by another thread at the fork stays held forever in the child: renew them.
         self._lock = threading.RLock()
         self._io_lock = threading.Lock()
@@ -581,6 +632,8 @@ class ExperimentLogger:
                 self._jsonl.close()
                 self._human.close()
                 self._metrics.close()
+            # An exception being handled (close() in an except block) is how the run ended.
+            self._attempts.close(run_end.outcome(self._ending or sys.exc_info()[1]))
 
     def __enter__(self) -> ExperimentLogger:
         return self
@@ -592,6 +645,7 @@ class ExperimentLogger:
         tb: TracebackType | None,
     ) -> None:
         # On an exception other ranks may never reach a collective: close without one.
+        self._ending = exc
         self.close(sync=exc_type is None)
 
     def __repr__(self) -> str:

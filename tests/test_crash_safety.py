@@ -446,3 +446,11 @@ def test_forked_child_metrics_go_to_a_file_of_its_own(tmp_path: Path) -> None:
     child = child_file.read_text(encoding="utf-8").splitlines()
     assert child[0] == header and child[1].startswith("100,train,loss,0.01,")
     assert len(child) == 2
+
+
+def test_forked_child_that_never_flushes_leaves_no_metrics_file(tmp_path: Path) -> None:
+    """A child that logs a metric and exits without a flush creates no metrics_pid<pid>.csv
+    (an empty file without even a header): the file appears only with its first rows."""
+    run_worker("fork-quiet", tmp_path, "--flush-interval", "1000")
+    assert list(tmp_path.glob("metrics_pid*.csv")) == []
+    assert read_run(tmp_path).csv_steps == [0]
