@@ -34,7 +34,7 @@ def main() -> int:
     before = os.getloadavg()[0]
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider", *TESTS],
+        [sys.executable, "-m", "pytest", "-s", "-q", "-rf", "-p", "no:cacheprovider", *TESTS],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -47,7 +47,13 @@ def main() -> int:
     print(f"load average (1 min): {before:.2f} before, {after:.2f} after; {took:.0f} s")
     for line in figures:
         print(line)
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / "reliability_figures.log"
+    log.write_text(proc.stdout + proc.stderr, encoding="utf-8")
+    for line in proc.stdout.splitlines():
+        if line.startswith(("FAILED", "ERROR")):
+            print(line)
     print(proc.stdout.splitlines()[-1] if proc.stdout else proc.stderr[-2000:])
+    print(f"full output: {log}")
     return proc.returncode
 
 

@@ -11,6 +11,7 @@ an interrupted script exit with status 1 instead of 130.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import sys
@@ -43,6 +44,8 @@ _sigterm_installed = False
 _previous_sigterm: Any = None
 _previous_sigint: Any = None
 _end_hooks: list[Callable[[], None]] = []
+_pending: list[int] = []  # signals held until the main thread's flush ends
+_pending_lock = threading.RLock()  # re-entrant: the signal handler runs on the main thread
 
 
 def register(logger: Flushable) -> None:
@@ -106,8 +109,12 @@ def _at_exit() -> None:
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     run_end.note_signal(signum)
-    if _inside_flush(frame) and _defer(signum):
+    if _hold(signum, frame):
         return
+    _act_on_sigterm(signum, frame)
+
+
+def _act_on_sigterm(signum: int, frame: FrameType | None) -> None:
     flush_all()
     previous = _previous_sigterm
     if callable(previous):
@@ -125,46 +132,90 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
     """Ctrl-C as usual (the previous handler raises KeyboardInterrupt), but never inside a flush
     of the main thread, where the lines it has taken would be lost: there it waits until the
     flush has ended."""
-    if _inside_flush(frame) and _defer(signum):
+    if _hold(signum, frame):
         return
     _previous_sigint(signum, frame)
 
 
-def _inside_flush(frame: FrameType | None) -> bool:
-    """Whether the interrupted main thread is in a logger's ``flush_files``.
+def _act(signum: int, frame: FrameType | None) -> None:
+    if signum == signal.SIGINT:
+        _previous_sigint(signum, frame)
+    else:
+        _act_on_sigterm(signum, frame)
 
-    It may hold lines it took from the buffers but has not written yet: a flush from the handler
-    would not see them, and dying now would lose them. A flush starts no collective, so it ends
-    soon once the handler has returned.
+
+def _flush_frame(frame: FrameType | None) -> FrameType | None:
+    """The frame of a logger's ``flush_files`` that ``frame`` runs in, or None.
+
+    Such a flush may hold lines it took from the buffers but has not written yet: a flush from a
+    signal handler would not see them, and dying (or raising) now would lose them. A flush starts
+    no collective, so it ends soon once the handler has returned.
     """
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if frame.f_code.co_name == "flush_files" and module.startswith("expmate."):
-            return True
+            return frame
         frame = frame.f_back
-    return False
+    return None
 
 
-def _defer(signum: int) -> bool:
-    """Let the main thread finish its flush, then send the signal again (from a helper thread)."""
-    try:
-        threading.Thread(
-            target=_resend_after_flush, args=(signum,), name="expmate-sigterm", daemon=True
-        ).start()
-    except RuntimeError:  # the interpreter is shutting down: no new threads
+def _inside_flush(frame: FrameType | None) -> bool:
+    """Whether the interrupted main thread is in a logger's ``flush_files``."""
+    return _flush_frame(frame) is not None
+
+
+def _hold(signum: int, frame: FrameType | None) -> bool:
+    """Inside a flush of the main thread: keep ``signum`` until that flush ends (then
+    :func:`after_flush` acts on it) and return True; elsewhere return False."""
+    flush = _flush_frame(frame)
+    if flush is None:
         return False
+    with _pending_lock:
+        if signum in _pending:
+            return True
+        _pending.append(signum)
+    with contextlib.suppress(RuntimeError):  # the interpreter is shutting down: no new threads
+        threading.Thread(
+            target=_resend_if_unclaimed, args=(signum, flush), name="expmate-signal", daemon=True
+        ).start()
     return True
 
 
-def _resend_after_flush(signum: int) -> None:
-    """Wait until the main thread has left its flush, then re-send ``signum``.
+def after_flush() -> None:
+    """Called by a logger's ``flush_files`` as it returns: act now on a signal (SIGTERM, Ctrl-C)
+    that arrived during it, in the main thread, with every line of that flush written."""
+    if not _pending or threading.current_thread() is not threading.main_thread():
+        return
+    caller = sys._getframe(1)
+    if _inside_flush(caller.f_back):
+        return  # an outer flush is still running: it acts when it ends
+    with _pending_lock:
+        signals = list(_pending)
+        _pending.clear()
+    for signum in signals:
+        _act(signum, caller)
 
-    The handler then runs outside any flush: it flushes everything logged until that moment
-    (also what the main thread logged after its flush) and acts on the signal.
-    """
-    main = threading.main_thread().ident
-    while _inside_flush(sys._current_frames().get(main or -1)):
-        time.sleep(0.001)
+
+def _resend_if_unclaimed(signum: int, flush: FrameType) -> None:
+    """The safety net of :func:`after_flush`: once the held flush has returned, send the signal
+    again if nothing has acted on it (a flush that does not call :func:`after_flush`)."""
+    main = threading.main_thread().ident or -1
+
+    def running() -> bool:
+        frame = sys._current_frames().get(main)
+        while frame is not None:
+            if frame is flush:
+                return True
+            frame = frame.f_back
+        return False
+
+    while running():
+        time.sleep(0.005)
+    time.sleep(0.5)
+    with _pending_lock:
+        if signum not in _pending:
+            return
+        _pending.remove(signum)
     os.kill(os.getpid(), signum)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,13 +43,13 @@ def metrics_name(rank: int) -> str:
     return "metrics.csv" if rank == 0 else f"metrics_rank{rank}.csv"
 
 
-def read_attempts(path: Path) -> list[dict[str, Any]]:
+def read_attempts(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every record of a restart history file, in file order; ``[]`` if there is none.
 
     A line that does not parse (a last line cut by a kill) is skipped.
     """
     try:
-        data = path.read_bytes()
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         return []
     records = []

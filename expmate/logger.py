@@ -570,6 +570,7 @@ class ExperimentLogger:
         finally:
             if ordered:
                 self._io_lock.release()
+        flushing.after_flush()  # a signal that arrived during this flush: act on it now
 
     def _flush_locked(self, now: float | None) -> None:
         try:

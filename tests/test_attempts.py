@@ -17,19 +17,10 @@ import pytest
 from expmate import ExperimentLogger, RunDirInUseError, attempts
 from expmate.attempts import host_name
 from expmate.sinks import base
-from tests.helpers import read_events
+from tests.helpers import process_env, read_events
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "crash_workers" / "attempt_worker.py"
 FILES0 = "exp.log, events.jsonl, metrics.csv, best.json"
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "TORCHELASTIC_RESTART_COUNT"):
-        env.pop(name, None)
-    return env
 
 
 def _worker(mode: str, run_dir: Path) -> subprocess.Popen[str]:
@@ -38,7 +29,7 @@ def _worker(mode: str, run_dir: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=process_env(),
         start_new_session=True,
     )
 

@@ -7,6 +7,7 @@ import builtins
 import io
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from expmate import ExperimentLogger
+from expmate import ExperimentLogger, flushing
 from expmate.logger import _MAX_WAITING
 from expmate.sinks import AppendFile
 
@@ -165,3 +166,30 @@ def test_best_json_is_never_ahead_of_metrics_csv(
     rows = (logger.run_dir / "metrics.csv").read_text(encoding="utf-8").splitlines()
     best = json.loads((logger.run_dir / "best.json").read_text(encoding="utf-8"))
     assert best["val_loss"]["step"] <= int(rows[-1].split(",")[0])
+
+
+def test_ctrl_c_during_a_flush_is_raised_once_it_has_ended(
+    logger: ExperimentLogger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C that lands inside a flush of the main thread is held until that flush has written
+    everything it took, then raised as KeyboardInterrupt from the call, as usual."""
+    monkeypatch.setattr(flushing, "_previous_sigint", signal.default_int_handler)
+    previous = signal.signal(signal.SIGINT, flushing._on_sigint)
+    original = AppendFile.write
+
+    def interrupted_write(self: AppendFile, lines: list[str]) -> bool:
+        AppendFile.write = original  # type: ignore[method-assign]
+        os.kill(os.getpid(), signal.SIGINT)
+        return original(self, lines)
+
+    _log_steps(logger, range(3))
+    monkeypatch.setattr(AppendFile, "write", interrupted_write)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            logger.flush_files()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert _line_count(logger.run_dir / "exp.log") == 3
+    assert _line_count(logger.run_dir / "events.jsonl") == 3
+    assert _line_count(logger.run_dir / "metrics.csv") == 4
+    assert json.loads((logger.run_dir / "best.json").read_text())["val_loss"]["step"] == 2

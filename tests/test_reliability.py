@@ -30,9 +30,8 @@ from hypothesis import strategies as st
 
 from expmate import ExperimentLogger
 from expmate.sinks import base
-from tests.helpers import clock
+from tests.helpers import clock, process_env
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "crash_workers" / "train_loop.py"
 LOG_LINE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} - INFO - (.*)")
 PAGE_SIZE = 4096
@@ -40,15 +39,6 @@ INTERVAL = 0.1  # the workers' flush interval
 TICK = min(INTERVAL / 4, 0.25)  # how often the background flusher looks
 SCHEDULING = 0.25  # allowance for a loaded machine that runs the flusher late
 CONCURRENT = 4
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "TORCHELASTIC_RESTART_COUNT"):
-        env.pop(name, None)
-    return env
 
 
 def _start(mode: str, run_dir: Path, *options: str) -> subprocess.Popen[str]:
@@ -65,7 +55,7 @@ def _start(mode: str, run_dir: Path, *options: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=process_env(),
         start_new_session=True,
     )
 
@@ -154,7 +144,9 @@ def read_run(run_dir: Path, *, killed: bool) -> Run:
     best_path = run_dir / "best.json"
     best = json.loads(best_path.read_text()) if best_path.exists() else None
     side = (run_dir / "side.txt").read_text().splitlines()
-    logged = [(int(s), float(t)) for s, t in (line.split() for line in side)]
+    logged = [(int(s), float(t)) for s, t in (line.split() for line in side if line.strip())]
+    if len(side) == 1 and len(logged) == 1:  # --side-mmap: the last step logged, rewritten
+        logged = [(s, logged[0][1]) for s in range(logged[0][0] + 1)]
     return Run(logged, csv_steps, log_steps, jsonl_steps, best, cut or [])
 
 
@@ -277,25 +269,21 @@ def test_sigterm_during_slow_main_thread_flushes_loses_nothing(tmp_path: Path) -
     for run_dir in dirs:
         run_dir.mkdir()
 
-    def one(run_dir: Path) -> tuple[int, Run]:
-        proc = _start(
-            "train",
-            run_dir,
-            "--interval",
-            "1000",
-            "--ready-after",
-            "0.3",
-            "--slow-write",
-            "0.05",
-            "--flush-every",
-            "5",
-        )
+    def one(run_dir: Path, options: tuple[str, ...]) -> tuple[int, Run]:
+        proc = _start("train", run_dir, "--interval", "1000", "--ready-after", "0.3", *options)
         _wait_ready(proc)
         os.kill(proc.pid, signal.SIGTERM)
         return _end(proc, GRACE)[0], read_run(run_dir, killed=False)
 
+    variants = [
+        ("--slow-write", "0.05", "--flush-every", "5"),
+        ("--slow-write", "0.05", "--flush-every", "5"),
+        # Flushes back to back, and logging between them that never releases the GIL (no system
+        # call): the signal is still acted on as soon as the flush it landed in has ended.
+        ("--slow-write", "0.01", "--flush-every", "1", "--side-mmap"),
+    ]
     with ThreadPoolExecutor(3) as pool:
-        for status, run in pool.map(one, dirs):
+        for status, run in pool.map(one, dirs, variants):
             assert status == -signal.SIGTERM
             assert check_prefix_and_best(run) > 0
             assert lost_steps(run) == []
@@ -327,6 +315,7 @@ def test_sigint_before_any_best_json_exits_with_130(tmp_path: Path) -> None:
     script = tmp_path / "sigint.py"
     script.write_text(
         "import os, signal\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal\n"
         "from expmate import ExperimentLogger\n"
         f"logger = ExperimentLogger({str(tmp_path / 'run')!r}, console_output=False)\n"
         "logger.log_metric(step=0, split='val', name='loss', value=0.5)\n"
@@ -336,7 +325,7 @@ def test_sigint_before_any_best_json_exits_with_130(tmp_path: Path) -> None:
         ["bash", "-c", f"{sys.executable} {script}; echo status $?"],
         capture_output=True,
         text=True,
-        env=_env(),
+        env=process_env(),
         timeout=60,
     )
     assert result.stdout == "status 130\n", result.stderr
@@ -370,7 +359,7 @@ def test_threads_log_together_without_errors_and_counts_match(tmp_path: Path) ->
         ],
         capture_output=True,
         text=True,
-        env=_env(),
+        env=process_env(),
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr

@@ -9,7 +9,9 @@ Usage: ``train_loop.py MODE RUN_DIR [options]``. Modes:
   logged before the signal. Prints ``ready`` after ``--ready-after`` seconds. ``--pace S`` sleeps
   S seconds every 10 steps (the background flusher then does the flushing). ``--slow-write S``
   makes every file write take S seconds longer (a slow disk), and ``--flush-every K`` flushes
-  from the main thread every K steps.
+  from the main thread every K steps. With ``--side-mmap`` the side file is instead one 64-byte
+  record in a shared memory map, rewritten each step without a system call (so the loop never
+  lets another thread run between its flushes).
 - ``baseline``: the same loop without expmate (for the exit status Ctrl-C gives without it).
 - ``graceful``: the preemption recipe of docs/reliability.md: a SIGTERM handler installed before
   the logger sets a flag; the loop finishes its step, "saves a checkpoint", closes the logger and
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import mmap
 import os
+import signal
 import sys
 import threading
 import time
@@ -52,19 +56,40 @@ def _slow_writes(seconds: float) -> None:
     AppendFile.write = slow  # type: ignore[method-assign]
 
 
+class Side:
+    """Where the worker says which step it has logged: appended lines, or one record in a memory
+    map (no system call, so the main thread keeps the GIL)."""
+
+    SIZE = 64
+
+    def __init__(self, path: Path, *, mapped: bool) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self.map: mmap.mmap | None = None
+        if mapped:
+            os.ftruncate(self.fd, self.SIZE)
+            self.map = mmap.mmap(self.fd, self.SIZE)
+
+    def logged(self, step: int) -> None:
+        record = f"{step} {time.time():.6f}\n".encode()
+        if self.map is None:
+            os.write(self.fd, record)
+        else:
+            self.map[: self.SIZE] = record.ljust(self.SIZE, b" ")
+
+
 def train(args: argparse.Namespace) -> None:
     from expmate import ExperimentLogger
 
     if args.slow_write:
         _slow_writes(args.slow_write)
     logger = ExperimentLogger(args.run_dir, console_output=False, flush_interval=args.interval)
-    side = os.open(args.side, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    side = Side(args.side, mapped=args.side_mmap)
     ready_at = time.monotonic() + args.ready_after
     ready = False
     step = 0
     while True:
         _log_step(logger, step)
-        os.write(side, f"{step} {time.time():.6f}\n".encode())
+        side.logged(step)
         if args.flush_every and step % args.flush_every == 0:
             logger.flush_files()
         if args.pace and step % 10 == 0:
@@ -76,8 +101,6 @@ def train(args: argparse.Namespace) -> None:
 
 
 def graceful(args: argparse.Namespace) -> None:
-    import signal
-
     from expmate import ExperimentLogger
 
     stop = threading.Event()
@@ -136,6 +159,9 @@ def threads(args: argparse.Namespace) -> None:
 
 
 def main() -> int:
+    # Ctrl-C as in a terminal even when the tests run in the background (where a shell starts
+    # them with SIGINT ignored, and Python then installs no KeyboardInterrupt handler).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=["train", "graceful", "baseline", "threads"])
     parser.add_argument("run_dir", type=Path)
@@ -145,6 +171,7 @@ def main() -> int:
     parser.add_argument("--pace", type=float, default=0.0)
     parser.add_argument("--slow-write", type=float, default=0.0)
     parser.add_argument("--flush-every", type=int, default=0)
+    parser.add_argument("--side-mmap", action="store_true")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()

@@ -246,19 +246,20 @@ def test_lazy_file_appears_with_its_first_lines(tmp_path: Path) -> None:
 
 
 def test_cut_csv_record_spanning_lines_is_set_aside_whole(tmp_path: Path) -> None:
-    """A CSV record whose quoted name holds a newline, cut short after that newline, is set aside
-    whole: the open quote does not swallow the rows appended later."""
+    """Reopening a metrics.csv whose last record (a quoted name holding a newline) was cut after
+    that newline sets the whole record aside: its open quote does not swallow later rows."""
     path = tmp_path / "metrics.csv"
     whole = 'step,split,name,value,wall_time\n0,val,"a\nb",1.0,2.000\n'
     path.write_text(whole + '1,val,"a\n', encoding="utf-8")
-    sink = AppendFile(path, header="step,split,name,value,wall_time\n", csv_records=True)
-    sink.buffer.append("2,val,loss,0.5,3.000\n")
-    sink.close()
-    assert path.read_text(encoding="utf-8") == whole + "2,val,loss,0.5,3.000\n"
-    assert read_csv(path)[1:] == [
+    logger, _ = make_logger(tmp_path, console_output=False)
+    logger.log_metric(step=2, split="val", name="loss", value=0.5)
+    logger.close()
+    rows = read_csv(path)
+    assert rows[:2] == [
+        ["step", "split", "name", "value", "wall_time"],
         ["0", "val", "a\nb", "1.0", "2.000"],
-        ["2", "val", "loss", "0.5", "3.000"],
     ]
+    assert [row[:4] for row in rows[2:]] == [["2", "val", "loss", "0.5"]]
     assert (tmp_path / "metrics.csv.torn").read_text(encoding="utf-8") == '1,val,"a\n\n'
 
 
