@@ -42,7 +42,9 @@ def main() -> int:
     )
     took = time.monotonic() - started
     after = os.getloadavg()[0]
-    figures = [line[line.index("FIGURE") :] for line in proc.stdout.splitlines() if "FIGURE" in line]
+    figures = [
+        line[line.index("FIGURE") :] for line in proc.stdout.splitlines() if "FIGURE" in line
+    ]
     print(f"counts: {' '.join(f'{k}={v}' for k, v in FULL.items())}")
     print(f"load average (1 min): {before:.2f} before, {after:.2f} after; {took:.0f} s")
     for line in figures:
