@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from expmate import run_end
+from expmate.sinks.base import report_failure
 
 
 class Flushable(Protocol):
@@ -89,17 +90,22 @@ def flush_all() -> None:
 
 
 def at_end(hook: Callable[[], None]) -> None:
-    """Call ``hook()`` once the process ends: at interpreter exit after the last flush, and on
-    SIGTERM after the flush when the process is about to die of it (the default action).
+    """Call ``hook()`` once the process ends, for what records how a run ended (``run.json``,
+    the restart history): at interpreter exit after the last flush, and on SIGTERM after the
+    flush when the process is about to die of it (the default action; a SIGTERM handler of the
+    script that lets training go on, or stop at a step boundary, ends nothing yet).
 
-    A hook must import nothing (see the module's docstring) and must not raise.
+    A hook must import nothing (see the module's docstring); one that raises is reported once.
     """
     _end_hooks.append(hook)
 
 
 def _ended() -> None:
     for hook in list(_end_hooks):
-        hook()
+        try:
+            hook()
+        except Exception as exc:  # noqa: BLE001 - the process is ending: report, never raise
+            report_failure("recording the end of the run", exc)
 
 
 def _at_exit() -> None:

@@ -10,11 +10,11 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from expmate import flushing, run_end
 from expmate.attempts import AttemptLog, resume_event, resume_history
@@ -55,6 +55,7 @@ from expmate.values import (
 _DEFAULT: Any = object()  # "use the logger's default" for per-call options
 _MAX_WAITING = 2048  # lines held in memory before a flush is forced (bounds memory)
 _ids = itertools.count()
+T = TypeVar("T")
 
 
 def _prepare_run_dir(run_dir: Path) -> None:
@@ -90,12 +91,17 @@ class ExperimentLogger:
         flush_interval: at most this many seconds pass before buffered lines reach the disk.
         color: force console colors on or off; None decides from NO_COLOR, FORCE_COLOR and the TTY.
         console_stream: where console lines go; None means the current ``sys.stdout``.
+        capture_git: record the git state of the working directory in ``run.json`` (and the
+            uncommitted diff in ``git.diff``); None uses ``expmate.capture_git``.
+        system_metrics: sample process CPU and memory and GPU use every this many seconds, as
+            metrics of split ``system`` (see ``docs/integrations.md``); None samples nothing.
 
     Raises:
         NotADirectoryError, OSError, PermissionError: ``run_dir`` cannot hold the run's files.
         RunDirInUseError: another logger (in this process or another) writes this rank's files
             of ``run_dir``; the message names it (pid, host).
         ValueError: an unknown level, reduction or a non-positive interval.
+        TypeError: ``capture_git`` is not a bool or None.
 
     Example:
         >>> logger = ExperimentLogger(run_dir="runs/exp1", console_output=False)  # doctest: +SKIP
@@ -117,8 +123,22 @@ class ExperimentLogger:
         flush_interval: float = 1.0,
         color: bool | None = None,
         console_stream: IO[str] | None = None,
+        capture_git: bool | None = None,
+        system_metrics: float | None = None,
     ) -> None:
         pkg = sys.modules["expmate"]
+        if capture_git is None:
+            capture_git = bool(pkg.capture_git)
+        elif not isinstance(capture_git, bool):
+            raise TypeError(f"capture_git must be True, False or None, not {capture_git!r}")
+        if system_metrics is not None and not (
+            isinstance(system_metrics, (int, float))
+            and not isinstance(system_metrics, bool)
+            and 0 < system_metrics < math.inf
+        ):
+            raise ValueError(
+                f"system_metrics must be a positive number of seconds or None, not {system_metrics!r}"
+            )
         self.level = level_name(log_level if log_level is not None else pkg.log_level)
         self._levelno = LEVELS[self.level]
         self.default_reduce = reduce_op(reduce)
@@ -177,15 +197,34 @@ class ExperimentLogger:
         self._limiters: dict[Any, RateLimiter] = {}
         self._waiting = 0
         self._last_flush = time.time()
-        self._ending: BaseException | None = None  # the exception that left the with block
         self.closed = False
         flushing.register(self)
         self._opened(resumed)
+        self._ending: BaseException | None = None
+        self._start_extras(capture_git, system_metrics)
         if self.default_reduce is not None and self.world_size > 1 and process_group_ready():
             # A logger that reduces by default joins the reduction group now (every rank builds
             # its logger at the same point), so sync()/flush()/close() are collectives from the
             # start, on every rank alike.
             self._reducer = self._make_reducer()
+
+    def _start_extras(self, capture_git: bool, system_metrics: float | None) -> None:
+        """``run.json`` (rank 0; every rank publishes its host, no collective) and the system
+        metrics thread."""
+        from expmate import provenance
+
+        self._run_record = provenance.start(
+            self.run_dir,
+            run_id=self.run_id,
+            rank=self.rank,
+            world_size=self.world_size,
+            capture_git=capture_git,
+        )
+        self._system: Any = None
+        if system_metrics is not None:
+            from expmate.system_metrics import SystemMetrics
+
+            self._system = SystemMetrics(self._metrics, float(system_metrics), self.warning)
 
     def _opened(self, resumed: bool) -> None:
         """Record what the run directory should know about how this process started."""
@@ -532,6 +571,42 @@ class ExperimentLogger:
             limiter = self._limiters[key] = RateLimiter(every, seconds)
         return RateLimitBlock(limiter, self._quiet)
 
+    # ------------------------------------------------------------------ progress
+
+    def progress(
+        self,
+        iterable: Iterable[T],
+        total: int | None = None,
+        desc: str | None = None,
+        postfix: str | Sequence[str] | None = None,
+        *,
+        seconds: float = 30.0,
+    ) -> Iterable[T]:
+        """Iterate over ``iterable`` with a progress bar, once per job.
+
+        On global rank 0 with the console on a terminal and tqdm installed: a tqdm bar (steps/s,
+        ETA, and the latest value of each ``postfix`` metric), kept out of the files. On rank 0
+        otherwise: an INFO line at most every ``seconds`` seconds and one at the end. On other
+        ranks: ``iterable`` itself.
+
+        Args:
+            iterable: what to iterate over.
+            total: the number of items; None uses ``len(iterable)`` when it has one.
+            desc: a label shown before the bar.
+            postfix: metrics to show, as ``"split/name"`` (``["train/loss"]``).
+            seconds: the interval of the line-by-line form.
+
+        Raises:
+            TypeError, ValueError: a bad ``total``, ``desc``, ``postfix`` entry or ``seconds``.
+
+        Example:
+            >>> for batch in logger.progress(loader, desc="epoch 0", postfix=["train/loss"]):
+            ...     ...  # doctest: +SKIP
+        """
+        from expmate.progress import progress
+
+        return progress(self, iterable, total=total, desc=desc, postfix=postfix, seconds=seconds)
+
     # ------------------------------------------------------------------ custom handler
 
     @property
@@ -626,6 +701,8 @@ class ExperimentLogger:
             if sync and self._reducer is not None:
                 self._reducer.close()
         finally:
+            if self._system is not None:
+                self._system.stop()
             self.flush_files()
             self.closed = True
             flushing.unregister(self)
@@ -633,8 +710,11 @@ class ExperimentLogger:
                 self._jsonl.close()
                 self._human.close()
                 self._metrics.close()
-            # An exception being handled (close() in an except block) is how the run ended.
-            self._attempts.close(run_end.outcome(self._ending or sys.exc_info()[1]))
+            # An exception on its way out (close() in a `finally`) is how the run ended.
+            outcome = run_end.outcome(self._ending or sys.exc_info()[1])
+            self._attempts.close(outcome)
+            if self._run_record is not None:
+                self._run_record.finish(outcome)
 
     def __enter__(self) -> ExperimentLogger:
         return self

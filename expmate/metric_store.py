@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from expmate.best import BestTracker, Entry, detect_mode
+from expmate.csv_records import read_rows
+from expmate.history import best_of_rows, iter_surviving
 from expmate.sinks import AppendFile, MetricsCsvSink
 from expmate.values import host_floats, metric_value, text_value
 
@@ -161,7 +163,7 @@ class MetricStore:
         lost: set[tuple[str, int, float]] = set()
         for target, lines in batches:
             if not target.write(lines):
-                lost.update(_row_keys(lines))
+                lost.update(_row_keys(lines, self._keys))
         self.best.write(self.best.settle(bests, lost))
 
     def rewind(self, step: int, records: list[dict[str, Any]]) -> None:
@@ -172,9 +174,6 @@ class MetricStore:
         known only in memory (a reduced metric on a rank other than 0) is kept if its step is
         before ``step``, else dropped.
         """
-        from expmate.csv_records import read_rows
-        from expmate.history import best_of_rows, iter_surviving
-
         latest: dict[str, list[str]] = {}
 
         def noting(rows: Any) -> Any:
@@ -236,18 +235,28 @@ def _number(text: str) -> float | int:
         return float(text)
 
 
-def _row_keys(lines: list[str]) -> set[tuple[str, int, float]]:
-    """``(best key, step, value)`` of the CSV rows in ``lines`` (rows that could not be written)."""
-    import csv  # only on the failure path
+def _row_keys(
+    lines: list[str], keys: dict[tuple[str, str], KeyInfo]
+) -> set[tuple[str, int, float]]:
+    """``(best key, step, value)`` of the CSV rows in ``lines`` (rows that could not be written).
 
-    keys = set()
-    for row in csv.reader(lines):
-        if len(row) == 5:
+    Parsed by hand, not with the csv module: this may run at interpreter exit, where an import
+    would make an interrupted script exit with status 1 instead of 130. A row is
+    ``{step}{middle}{value},{wall_time}`` with ``middle`` one of ``keys``' ``,split,name,``.
+    """
+    by_middle = {info[0]: info[1] for info in keys.values()}
+    found = set()
+    for line in lines:
+        head = line.rstrip("\n").rpartition(",")[0]  # without wall_time
+        head, _, value = head.rpartition(",")
+        cut = head.find(",")
+        key = by_middle.get(head[cut:] + ",")
+        if cut > 0 and key is not None:
             try:
-                keys.add((f"{row[1]}_{row[2]}", int(row[0]), float(row[3])))
+                found.add((key, int(head[:cut]), float(value)))
             except ValueError:
                 continue
-    return keys
+    return found
 
 
 def checked_metrics(store: MetricStore, split: Any, metrics: Any) -> list[tuple[str, Any]]:

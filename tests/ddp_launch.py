@@ -45,7 +45,8 @@ class LaunchResult:
 
 
 def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for workers: one thread each, the repo importable, no colors."""
+    """The environment for workers: one thread each, the repo importable, no colors, no git
+    capture."""
     env = dict(os.environ)
     env.update(
         OMP_NUM_THREADS="1",
@@ -53,6 +54,8 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
         NO_COLOR="1",
         GLOO_SOCKET_IFNAME="lo",
+        # run.json without the git state of the repository the tests run from (conftest.py).
+        EXPMATE_CAPTURE_GIT="0",
     )
     env.pop("FORCE_COLOR", None)
     for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):

@@ -51,10 +51,11 @@ def _since(record: dict[str, Any]) -> str:
 def test_second_logger_in_the_same_process_is_refused(tmp_path: Path) -> None:
     """A logger still open holds rank 0's files: another on them raises, naming this process,
     and writes nothing to them."""
-    first = ExperimentLogger(tmp_path, console_output=False)
+    first = ExperimentLogger(tmp_path, console_output=False, capture_git=False)
     first.info("first")
     first.flush()
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    mine = ("attempts.jsonl", "events.jsonl", "exp.log")
+    before = {name: (tmp_path / name).read_bytes() for name in mine}
     with pytest.raises(RunDirInUseError) as caught:
         ExperimentLogger(tmp_path, console_output=False)
     (start,) = _records(tmp_path)
@@ -64,7 +65,7 @@ def test_second_logger_in_the_same_process_is_refused(tmp_path: Path) -> None:
         f"open since {_since(start)}). Only one logger may write them: close() that logger "
         "first, or use another run_dir"
     )
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert {name: (tmp_path / name).read_bytes() for name in mine} == before
     first.close()
     second = ExperimentLogger(tmp_path, console_output=False)  # released by close()
     second.close()

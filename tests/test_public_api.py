@@ -31,6 +31,7 @@ def test_all_is_pinned() -> None:
         "ExperimentLogger",
         "RunDirInUseError",
         "__version__",
+        "capture_git",
         "log_level",
         "parse_config",
         "timer",

@@ -8,6 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
+from expmate.csv_records import whole_end
+
 _reported: set[str] = set()
 _reported_lock = threading.Lock()
 
@@ -85,8 +87,6 @@ class AppendFile:
     def _repair(self, size: int) -> int:
         """Set aside a last line (or CSV record) cut short; returns the file's new size."""
         if self._csv:
-            from expmate.csv_records import whole_end
-
             keep = whole_end(self.path, size)
         else:
             with open(self.path, "rb") as existing:
@@ -219,8 +219,9 @@ class AppendFile:
             self._fd = None
 
 
-def replace_file(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``.
+def replace_file(path: Path, text: str | bytes) -> None:
+    """Write ``text`` (UTF-8, or bytes as they are) to a temporary file beside ``path``, then
+    rename it over ``path``.
 
     A reader (or a process killed at any instant) sees the old file or the new one, never part of
     one. The file gets the usual ``0644`` permissions. Nothing is imported here: this runs at
@@ -233,7 +234,7 @@ def replace_file(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        data = memoryview(text.encode("utf-8"))
+        data = memoryview(text.encode("utf-8") if isinstance(text, str) else text)
         while data:
             data = data[os.write(fd, data) :]
         os.close(fd)

@@ -70,6 +70,7 @@ def test_guide_ddp_example_under_torchrun(script: Path, tmp_path: Path) -> None:
         "events_rank1.jsonl",
         "exp.log",
         "exp_rank1.log",
+        "run.json",
     ]
     assert messages(run_dir / "exp.log") == ["Training on 2 GPUs", "Rank 0: Processing batch"]
     assert messages(run_dir / "exp_rank1.log") == ["Rank 1: Processing batch"]
@@ -95,5 +96,6 @@ def test_guide_ddp_example_without_torchrun(script: Path, tmp_path: Path) -> Non
         "attempts.jsonl",
         "events.jsonl",
         "exp.log",
+        "run.json",
     ]
     assert messages(run_dir / "exp.log") == ["Training on 1 GPUs", "Rank 0: Processing batch"]

@@ -74,6 +74,7 @@ def test_file_names_per_rank(main_run: tuple[Path, LaunchResult]) -> None:
         "main_only.txt",
         "metrics.csv",
         "metrics_rank1.csv",
+        "run.json",
     ]
     assert "Rank 1: hello" in (run_dir / "exp_rank1.log").read_text()
     assert "Rank 1: hello" not in (run_dir / "exp.log").read_text()
@@ -138,6 +139,7 @@ def test_generated_run_dir_is_shared(main_run: tuple[Path, LaunchResult]) -> Non
         "events_rank1.jsonl",
         "exp.log",
         "exp_rank1.log",
+        "run.json",
     ]
 
 
