@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,9 @@ def test_full_disk_warns_once_and_training_goes_on(
 ) -> None:
     """ENOSPC on events.jsonl: one stderr line, no exception, later flushes not reported again."""
     logger, _ = make_logger(tmp_path, console_output=False)
+    deadline = time.monotonic() + 30  # run.json's first write (a background thread) is done
+    while not (tmp_path / "run.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     full = _FullDisk()
     with monkeypatch.context() as patch:
         patch.setattr(base, "os", full)
