@@ -47,6 +47,7 @@ _previous_sigint: Any = None
 _end_hooks: list[Callable[[], None]] = []
 _pending: list[int] = []  # signals held until the main thread's flush ends
 _pending_lock = threading.RLock()  # re-entrant: the signal handler runs on the main thread
+_exiting = False  # the exit-time flush has begun
 
 
 def register(logger: Flushable) -> None:
@@ -109,11 +110,15 @@ def _ended() -> None:
 
 
 def _at_exit() -> None:
+    global _exiting
+    _exiting = True
     flush_all()
     _ended()
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    if _exiting:
+        return  # the interpreter is already ending: let it finish flushing and recording
     run_end.note_signal(signum)
     if _hold(signum, frame):
         return

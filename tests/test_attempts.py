@@ -174,6 +174,19 @@ def test_end_is_recorded_at_exit_and_on_sigterm(
     assert [e["message"] for e in read_events(tmp_path / "events.jsonl")] == [mode]
 
 
+def test_sigterm_while_the_process_exits_lets_the_exit_finish(tmp_path: Path) -> None:
+    """A SIGTERM that lands in the exit-time flush (torchrun stopping a worker that is already
+    ending) neither cuts that flush short nor the records of how the run ended."""
+    proc = _worker("slow-exit", tmp_path)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "exiting\n"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert [e["message"] for e in read_events(tmp_path / "events.jsonl")] == ["before exit"]
+    assert _records(tmp_path)[-1]["status"] == "finished"
+
+
 def test_forked_child_neither_holds_the_lock_nor_ends_the_attempt(tmp_path: Path) -> None:
     """A forked child that outlives its parent's logger keeps no lock (a new logger opens) and
     writes no end record when it exits normally."""

@@ -6,6 +6,8 @@ Usage: ``attempt_worker.py MODE RUN_DIR``. Modes:
 - ``raise``: open a logger and let a ``ValueError("bad lr")`` end the script.
 - ``sigterm``: open a logger and send SIGTERM to itself (the default action ends it).
 - ``exit``: open a logger and return without closing it (exit status 0).
+- ``slow-exit``: open a logger, log a line and return; the exit-time flush is slow (each write
+  waits 1 s) and prints ``exiting`` when it starts writing (the test sends SIGTERM then).
 - ``fork``: open a logger, fork a child that stays alive; the parent closes its logger, opens a
   new one on the same directory while the child lives (it must get the lock), closes it, lets
   the child end with a normal interpreter exit, and prints the child's exit status.
@@ -43,10 +45,28 @@ def fork(run_dir: Path) -> int:
     return 0
 
 
+def slow_exit(run_dir: Path) -> int:
+    from expmate.sinks import AppendFile
+
+    logger = ExperimentLogger(run_dir, console_output=False, flush_interval=1000)
+    logger.info("before exit")
+    original = AppendFile.write
+
+    def slow(self: AppendFile, lines: list[str]) -> bool:
+        print("exiting", flush=True)
+        time.sleep(1)
+        return original(self, lines)
+
+    AppendFile.write = slow  # type: ignore[method-assign]
+    return 0
+
+
 def main() -> int:
     mode, run_dir = sys.argv[1], Path(sys.argv[2])
     if mode == "fork":
         return fork(run_dir)
+    if mode == "slow-exit":
+        return slow_exit(run_dir)
     logger = ExperimentLogger(run_dir, console_output=False)
     logger.info(mode)
     if mode == "hold":
