@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from expmate.attempts import RunDirInUseError
 from expmate.flags import env_bool as _env_bool
 from expmate.flags import env_str as _env_str
 from expmate.logger import ExperimentLogger
@@ -62,6 +63,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ExperimentLogger",
+    "RunDirInUseError",
     "__version__",
     "capture_git",
     "load_run",

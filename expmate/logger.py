@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import IO, Any, TypeVar
 
 from expmate import flushing, run_end
+from expmate.attempts import AttemptLog, resume_event, resume_history
 from expmate.best import check_mode
 from expmate.colors import use_color
 from expmate.events import (
@@ -29,7 +30,7 @@ from expmate.events import (
     check_field_names,
     level_name,
 )
-from expmate.metric_store import MetricStore
+from expmate.metric_store import MetricStore, checked_metrics
 from expmate.ranks import detect_rank, detect_world_size, process_group_ready
 from expmate.rate_limit import RateLimitBlock, RateLimiter, check_rate
 from expmate.sinks import (
@@ -43,7 +44,15 @@ from expmate.sinks import (
 from expmate.spans import StageBlock, StageStack, TimerBlock
 from expmate.summary import FILE_NAME as SUMMARY_FILE
 from expmate.summary import SummaryFile
-from expmate.values import metric_value, reduce_op, step_value, weight_value
+from expmate.values import (
+    FLOAT_INT_LIMIT,
+    STEP_MAX,
+    STEP_MIN,
+    metric_value,
+    reduce_op,
+    step_value,
+    weight_value,
+)
 
 _DEFAULT: Any = object()  # "use the logger's default" for per-call options
 _MAX_WAITING = 2048  # lines held in memory before a flush is forced (bounds memory)
@@ -91,6 +100,8 @@ class ExperimentLogger:
 
     Raises:
         NotADirectoryError, OSError, PermissionError: ``run_dir`` cannot hold the run's files.
+        RunDirInUseError: another logger (in this process or another) writes this rank's files
+            of ``run_dir``; the message names it (pid, host).
         ValueError: an unknown level, reduction or a non-positive interval.
         TypeError: ``capture_git`` is not a bool or None.
 
@@ -155,6 +166,8 @@ class ExperimentLogger:
         suffix = "" if self.rank == 0 else f"_rank{self.rank}"
         self._text_path = self.run_dir / f"exp{suffix}.log"
         resumed = (self.run_dir / f"events{suffix}.jsonl").exists()
+        # First of all: the lock on this rank's files (one writer), and the restart history.
+        self._attempts = AttemptLog(self.run_dir, self.rank, world_size=self.world_size)
 
         # _lock guards buffers and in-memory state; re-entrant so that a SIGTERM handler running
         # on the main thread inside a logging call can still flush. _io_lock orders flushes; it is
@@ -164,10 +177,14 @@ class ExperimentLogger:
         uid = next(_ids)
         self._stages: ContextVar[StageStack] = ContextVar(f"expmate_stages_{uid}", default=())
         self._quiet: ContextVar[bool] = ContextVar(f"expmate_quiet_{uid}", default=False)
-        self._jsonl = JsonlSink(
-            self.run_dir / f"events{suffix}.jsonl", run_id=self.run_id, rank=self.rank
-        )
-        self._human: TextLogSink | HandlerSink = TextLogSink(self._text_path)
+        try:
+            self._jsonl = JsonlSink(
+                self.run_dir / f"events{suffix}.jsonl", run_id=self.run_id, rank=self.rank
+            )
+            self._human: TextLogSink | HandlerSink = TextLogSink(self._text_path)
+        except BaseException as exc:
+            self._attempts.close(run_end.outcome(exc))
+            raise
         self._handler: logging.Handler | None = None
         self._console: ConsoleSink | None = None
         if console_output and self.rank == 0:
@@ -372,9 +389,12 @@ class ExperimentLogger:
         """
         if self.closed:
             self._raise_closed()
-        if type(step) is not int:
+        if type(step) is not int or not STEP_MIN <= step <= STEP_MAX:
             step = step_value(step)
-        if type(value) is not float and type(value) is not int:
+        kind = type(value)
+        if kind is not float and (
+            kind is not int or not -FLOAT_INT_LIMIT <= value <= FLOAT_INT_LIMIT
+        ):
             value = metric_value(value, what=f"value of metric {split!r}/{name!r}")
         if mode is not None:
             check_mode(mode)
@@ -403,14 +423,16 @@ class ExperimentLogger:
     ) -> None:
         """Log every ``name: value`` of ``metrics`` for one step and split (modes from the names).
 
+        All or nothing: every item is checked first, so one bad name or value raises before any
+        row is written.
+
+        Raises:
+            TypeError, ValueError: a bad step, split, name or value (named), or not a mapping.
+
         Example:
             >>> logger.log_metrics(3, "val", {"loss": 0.41, "accuracy": 0.9})  # doctest: +SKIP
         """
-        if not isinstance(metrics, Mapping):
-            raise TypeError(
-                f"metrics must be a mapping of name to value, got {type(metrics).__name__}"
-            )
-        for name, value in metrics.items():
+        for name, value in checked_metrics(self._metrics, split, metrics):
             self.log_metric(step, split, name, value, track_best, reduce=reduce, weight=weight)
 
     # ------------------------------------------------------------------ cross-rank reduction
@@ -477,6 +499,33 @@ class ExperimentLogger:
         rank (counted from the last sync, as for :meth:`get_best_metric`).
         """
         return self._metrics.get_last(split, name)
+
+    # ------------------------------------------------------------------ resuming from a checkpoint
+
+    def resume(self, step: int) -> None:
+        """Record that training continues from ``step`` (after loading a checkpoint): rewind.
+
+        Rows written before this call with a step >= ``step`` stay in the metrics file but are
+        superseded: readers leave them out, and the best values (``best.json``,
+        :meth:`get_best_metric`) and latest values are recomputed from the rows that survive.
+        Writes a resume marker to ``attempts.jsonl`` and a resume event to ``events.jsonl``.
+        Call it on every rank (no collective), before logging the resumed steps.
+
+        Args:
+            step: the first step the resumed training logs (a checkpoint saved after step S
+                was logged resumes at S + 1).
+
+        Raises:
+            TypeError, ValueError: ``step`` is not an integer.
+        """
+        if self.closed:
+            self._raise_closed()
+        step = step_value(step)
+        self.flush_files()
+        with self._io_lock:
+            marker = resume_history(self._attempts, self._metrics, step)
+        self._dispatch(resume_event(marker, self.run_dir))
+        self.flush_files()
 
     # ------------------------------------------------------------------ stages, timers, rate limits
 
@@ -622,6 +671,7 @@ class ExperimentLogger:
         finally:
             if ordered:
                 self._io_lock.release()
+        flushing.after_flush()  # a signal that arrived during this flush: act on it now
 
     def _flush_locked(
         self, now: float | None, end: dict[str, Any] | None, forced: bool, last: bool
@@ -640,13 +690,13 @@ class ExperimentLogger:
         ):
             summary = None
         metric_batches, bests, entries = self._metrics.take(tracked=summary is not None)
-        for target, lines in batches + metric_batches:
+        for target, lines in batches:
             target.write(lines)
+        self._metrics.write(metric_batches, bests)
         if isinstance(self._human, HandlerSink):
             self._human.flush()
         if self._console is not None:
             self._console.flush()
-        self._metrics.best.write(bests)
         if summary is not None and entries is not None:
             summary.write(entries, clock, end)
             if last:
@@ -675,6 +725,7 @@ class ExperimentLogger:
         self._metrics.after_fork()
         if self._summary is not None:
             self._summary.path = None  # one writer: the parent process
+        self._attempts.detach()
         # A lock held by another thread at the fork stays held forever in the child: renew them.
         self._lock = threading.RLock()
         self._io_lock = threading.Lock()
@@ -693,6 +744,8 @@ class ExperimentLogger:
             if sync and self._reducer is not None:
                 self._reducer.close()
         finally:
+            # An exception on its way out (a `with` block left by it, close() in a `finally`, a
+            # final sync that failed) is how the run ended.
             end = run_end.outcome(self._ending or sys.exc_info()[1])
             if self._system is not None:
                 self._system.stop()
@@ -703,6 +756,7 @@ class ExperimentLogger:
                 self._jsonl.close()
                 self._human.close()
                 self._metrics.close()
+            self._attempts.close(end)
             if self._run_record is not None:
                 self._run_record.finish(end)
 

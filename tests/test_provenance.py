@@ -95,6 +95,7 @@ def test_clean_repository(git_repo: Path, tmp_path: Path, monkeypatch: pytest.Mo
         "previous": [],
     }
     assert sorted(p.name for p in run_dir.iterdir()) == [
+        "attempts.jsonl",
         "events.jsonl",
         "exp.log",
         "run.json",

@@ -29,6 +29,7 @@ def test_all_is_pinned() -> None:
         "Config",
         "ConfigError",
         "ExperimentLogger",
+        "RunDirInUseError",
         "__version__",
         "capture_git",
         "load_run",

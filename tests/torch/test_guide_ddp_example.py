@@ -64,6 +64,8 @@ def test_guide_ddp_example_under_torchrun(script: Path, tmp_path: Path) -> None:
     launch = torchrun(script, str(run_dir), nproc=2, timeout=90, env={"NO_COLOR": "1"})
     assert launch.returncode == 0, launch.output
     assert sorted(p.name for p in run_dir.iterdir()) == [
+        "attempts.jsonl",
+        "attempts_rank1.jsonl",
         "events.jsonl",
         "events_rank1.jsonl",
         "exp.log",
@@ -92,6 +94,7 @@ def test_guide_ddp_example_without_torchrun(script: Path, tmp_path: Path) -> Non
     )
     assert result.returncode == 0, result.output
     assert sorted(p.name for p in run_dir.iterdir()) == [
+        "attempts.jsonl",
         "events.jsonl",
         "exp.log",
         "run.json",

@@ -59,6 +59,8 @@ def test_file_names_per_rank(main_run: tuple[Path, LaunchResult]) -> None:
     run_dir, _ = main_run
     names = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("result_"))
     assert names == [
+        "attempts.jsonl",
+        "attempts_rank1.jsonl",
         "best.json",
         "events.jsonl",
         "events_rank1.jsonl",
@@ -127,6 +129,8 @@ def test_generated_run_dir_is_shared(main_run: tuple[Path, LaunchResult]) -> Non
     (path,) = (Path(p) for p in generated)
     assert path.parent.name == "runs"
     assert sorted(p.name for p in path.iterdir()) == [
+        "attempts.jsonl",
+        "attempts_rank1.jsonl",
         "events.jsonl",
         "events_rank1.jsonl",
         "exp.log",
