@@ -15,9 +15,12 @@ import json
 import math
 import sys
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from expmate.history import iter_surviving, resume_markers
 
 METRICS_HEADER = ["step", "split", "name", "value", "wall_time"]
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -145,8 +148,19 @@ class MetricColumns:
 
     def extend(self, other: MetricColumns) -> None:
         """Append the rows of ``other``."""
-        for column in ("step", "split", "name", "value", "wall_time", "rank"):
+        for column in _COLUMNS:
             getattr(self, column).extend(getattr(other, column))
+
+    def select(self, indices: Sequence[int]) -> MetricColumns:
+        """The rows at ``indices``, in that order."""
+        picked = MetricColumns()
+        for column in _COLUMNS:
+            values = getattr(self, column)
+            getattr(picked, column).extend([values[i] for i in indices])
+        return picked
+
+
+_COLUMNS = ("step", "split", "name", "value", "wall_time", "rank")
 
 
 def _fast_columns(body: str, rank: int) -> MetricColumns | None:
@@ -172,30 +186,37 @@ def _fast_columns(body: str, rank: int) -> MetricColumns | None:
         return None
 
 
-def _careful_columns(rows: list[list[str]], rank: int) -> tuple[MetricColumns, int]:
-    """Row by row: the rows that parse, and how many did not (a repeated header included)."""
+def _careful_columns(rows: list[list[str]], rank: int) -> tuple[MetricColumns, int, list[int]]:
+    """Row by row: the rows that parse, how many did not (a repeated header not counted), and
+    the place of each row kept among all the file's data rows."""
     out = MetricColumns()
     bad = 0
-    for row in rows:
+    positions: list[int] = []
+    for position, row in enumerate(rows):
         try:
             step, split, name, value, wall = row
             parsed = (int(step), float(value), float(wall))
         except ValueError:
             bad += row != METRICS_HEADER
             continue
+        positions.append(position)
         out.step.append(parsed[0])
         out.split.append(sys.intern(split))
         out.name.append(sys.intern(name))
         out.value.append(parsed[1])
         out.wall_time.append(parsed[2])
         out.rank.append(rank)
-    return out, bad
+    return out, bad, positions
 
 
-def read_metrics_csv(path: Path, *, rank: int) -> MetricColumns:
+def read_metrics_csv(
+    path: Path, *, rank: int, attempts: Sequence[Mapping[str, Any]] = ()
+) -> MetricColumns:
     """The rows of one metrics CSV (``step,split,name,value,wall_time``), or none if absent.
 
-    A cut last line and rows that do not parse are skipped with one warning.
+    A cut last line and rows that do not parse are skipped with one warning. With ``attempts``
+    (the records of the same rank's restart history), only the surviving history is kept: rows
+    that a resume marker supersedes are left out (:func:`expmate.history.surviving_rows`).
 
     Raises:
         RunError: the file does not start with the metrics header.
@@ -215,9 +236,31 @@ def read_metrics_csv(path: Path, *, rank: int) -> MetricColumns:
     # Rows without quotes (the common case: a split or name with a comma, quote or newline is
     # quoted) are split directly; the csv module reads the others, record by record.
     columns = None if '"' in body or "\r" in body else _fast_columns(body, rank)
+    positions: Sequence[int] | None = None
     if columns is None:
         rows = list(csv.reader(io.StringIO(body, newline="")))
-        columns, bad = _careful_columns(rows, rank)
+        columns, bad, positions = _careful_columns(rows, rank)
         if bad:
             warnings.warn(f"{path}: {bad} rows that do not parse skipped", RunFileWarning, 2)
+    if resume_markers(attempts):
+        columns = _surviving(columns, positions, attempts)
     return columns
+
+
+def _surviving(
+    columns: MetricColumns, positions: Sequence[int] | None, attempts: Sequence[Mapping[str, Any]]
+) -> MetricColumns:
+    """The rows of ``columns`` that no resume marker supersedes. The markers count every data
+    row of the file, so a row that did not parse still holds its place (and is never
+    superseded): ``positions`` gives the place of each parsed row (None: row i at place i)."""
+    count = len(columns.step)
+    places: list[tuple[int | None, int | None]]
+    if positions is None:
+        places = list(zip(columns.step, range(count), strict=True))
+    else:
+        total = positions[-1] + 1 if positions else 0
+        places = [(None, None)] * total
+        for i, place in enumerate(positions):
+            places[place] = (columns.step[i], i)
+    kept = [i for _, i in iter_surviving(places, attempts) if i is not None]
+    return columns if len(kept) == count else columns.select(kept)

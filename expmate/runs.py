@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from expmate.best import detect_mode
+from expmate.history import attempts_name, metrics_name, read_attempts
 from expmate.run_files import (
     MetricColumns,
     MetricRow,
@@ -118,13 +119,16 @@ def metric_rows(run_dir: Path, ranks: Sequence[int]) -> MetricRows:
     """Every metric row of the run: ``metrics.csv`` (rank 0), then ``metrics_rank{r}.csv``.
 
     The one place where rows are read, so that every reader (``Run.metrics``, ``Run.metric``,
-    the command line) sees the same history. Rows are kept as written: a step logged again by
-    a restarted run appears twice (``Run.metric`` keeps the last value of each step).
+    the command line) sees the same history: the surviving one. Rows that a resume marker
+    supersedes (``logger.resume(step)``: every earlier row of that rank at or after the resume
+    step) are left out; otherwise rows are kept as written, so a step logged again by a run
+    reopened without ``resume()`` appears twice (``Run.metric`` keeps the last value of each step).
     """
-    columns = read_metrics_csv(run_dir / "metrics.csv", rank=0)
-    for rank in ranks:
-        if rank > 0:
-            columns.extend(read_metrics_csv(run_dir / f"metrics_rank{rank}.csv", rank=rank))
+    columns = MetricColumns()
+    for rank in [0, *(r for r in ranks if r > 0)]:
+        attempts = read_attempts(run_dir / attempts_name(rank))
+        path = run_dir / metrics_name(rank)
+        columns.extend(read_metrics_csv(path, rank=rank, attempts=attempts))
     return MetricRows(columns)
 
 

@@ -13,6 +13,7 @@ import pytest
 import expmate
 from expmate import ExperimentLogger
 from expmate.runs import MetricRow, Run, RunError, RunFileWarning, load_run, load_runs, runs_table
+from tests.helpers import read_csv
 from tests.run_factory import VAL_ACC, VAL_LOSS, make_run
 
 
@@ -98,6 +99,26 @@ def test_a_step_logged_twice_keeps_its_last_value(tmp_path: Path) -> None:
     run = load_run(tmp_path)
     assert len(run.metrics) == 5
     assert run.metric("val", "loss") == ([1.0, 2.0, 3.0], [0.75, 0.125, 0.25])
+
+
+@pytest.mark.parametrize("split", ["val", "val, held out"])
+def test_a_resumed_run_reads_as_its_surviving_history(tmp_path: Path, split: str) -> None:
+    """After logger.resume(step=3), the dead attempt's rows at steps 3 and 4 are left out (also
+    when the split is quoted in the CSV, read record by record), and nothing else."""
+    with ExperimentLogger(tmp_path, console_output=False) as dead:
+        for step, loss in enumerate([1.0, 0.5, 0.4, 0.01, 0.3]):
+            dead.log_metric(step, split, "loss", loss)
+    with ExperimentLogger(tmp_path, console_output=False) as resumed:
+        resumed.resume(step=3)
+        for step, loss in enumerate([0.35, 0.25, 0.2], start=3):
+            resumed.log_metric(step, split, "loss", loss)
+    run = load_run(tmp_path)
+    assert [(r.step, r.value) for r in run.metrics] == [
+        (0, 1.0), (1, 0.5), (2, 0.4), (3, 0.35), (4, 0.25), (5, 0.2)
+    ]  # fmt: skip
+    assert run.metric(split, "loss") == ([0, 1, 2, 3, 4, 5], [1.0, 0.5, 0.4, 0.35, 0.25, 0.2])
+    assert run.best[f"{split}_loss"] == {"value": 0.2, "step": 5, "mode": "min"}
+    assert len(read_csv(tmp_path / "metrics.csv")) == 1 + 8  # every row is still on disk
 
 
 def test_unknown_metric_lists_the_ones_that_exist(run: Run) -> None:
