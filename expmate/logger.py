@@ -10,13 +10,14 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from expmate import flushing, run_end
+from expmate.attempts import AttemptLog, resume_event, resume_history
 from expmate.best import check_mode
 from expmate.colors import use_color
 from expmate.events import (
@@ -29,7 +30,7 @@ from expmate.events import (
     check_field_names,
     level_name,
 )
-from expmate.metric_store import MetricStore
+from expmate.metric_store import MetricStore, checked_metrics
 from expmate.ranks import detect_rank, detect_world_size, process_group_ready
 from expmate.rate_limit import RateLimitBlock, RateLimiter, check_rate
 from expmate.sinks import (
@@ -41,7 +42,17 @@ from expmate.sinks import (
     report_failure,
 )
 from expmate.spans import StageBlock, StageStack, TimerBlock
-from expmate.values import metric_value, reduce_op, step_value, weight_value
+from expmate.summary import FILE_NAME as SUMMARY_FILE
+from expmate.summary import SummaryFile
+from expmate.values import (
+    FLOAT_INT_LIMIT,
+    STEP_MAX,
+    STEP_MIN,
+    metric_value,
+    reduce_op,
+    step_value,
+    weight_value,
+)
 
 if TYPE_CHECKING:
     from expmate.mirrors import Mirror
@@ -49,6 +60,7 @@ if TYPE_CHECKING:
 _DEFAULT: Any = object()  # "use the logger's default" for per-call options
 _MAX_WAITING = 2048  # lines held in memory before a flush is forced (bounds memory)
 _ids = itertools.count()
+T = TypeVar("T")
 
 
 def _prepare_run_dir(run_dir: Path) -> None:
@@ -84,13 +96,20 @@ class ExperimentLogger:
         flush_interval: at most this many seconds pass before buffered lines reach the disk.
         color: force console colors on or off; None decides from NO_COLOR, FORCE_COLOR and the TTY.
         console_stream: where console lines go; None means the current ``sys.stdout``.
+        capture_git: record the git state of the working directory in ``run.json`` (and the
+            uncommitted diff in ``git.diff``); None uses ``expmate.capture_git``.
+        system_metrics: sample process CPU and memory and GPU use every this many seconds, as
+            metrics of split ``system`` (see ``docs/integrations.md``); None samples nothing.
         mirror: live mirrors of ``metrics.csv``, the config and the best values, forwarded from
             global rank 0 on background threads: ``"tensorboard"``, ``"wandb"``, ``"mlflow"``,
             :class:`expmate.mirrors.Mirror` instances, or a list of them (docs/integrations.md).
 
     Raises:
         NotADirectoryError, OSError, PermissionError: ``run_dir`` cannot hold the run's files.
+        RunDirInUseError: another logger (in this process or another) writes this rank's files
+            of ``run_dir``; the message names it (pid, host).
         ValueError: an unknown level, reduction, mirror name or a non-positive interval.
+        TypeError: ``capture_git`` is not a bool or None.
         ModuleNotFoundError: a named mirror's tracker is not installed (the message names the
             ``pip install "expmate[...]"`` that adds it).
 
@@ -114,9 +133,23 @@ class ExperimentLogger:
         flush_interval: float = 1.0,
         color: bool | None = None,
         console_stream: IO[str] | None = None,
+        capture_git: bool | None = None,
+        system_metrics: float | None = None,
         mirror: str | Mirror | Sequence[str | Mirror] | None = None,
     ) -> None:
         pkg = sys.modules["expmate"]
+        if capture_git is None:
+            capture_git = bool(pkg.capture_git)
+        elif not isinstance(capture_git, bool):
+            raise TypeError(f"capture_git must be True, False or None, not {capture_git!r}")
+        if system_metrics is not None and not (
+            isinstance(system_metrics, (int, float))
+            and not isinstance(system_metrics, bool)
+            and 0 < system_metrics < math.inf
+        ):
+            raise ValueError(
+                f"system_metrics must be a positive number of seconds or None, not {system_metrics!r}"
+            )
         self.level = level_name(log_level if log_level is not None else pkg.log_level)
         self._levelno = LEVELS[self.level]
         self.default_reduce = reduce_op(reduce)
@@ -146,6 +179,8 @@ class ExperimentLogger:
         suffix = "" if self.rank == 0 else f"_rank{self.rank}"
         self._text_path = self.run_dir / f"exp{suffix}.log"
         resumed = (self.run_dir / f"events{suffix}.jsonl").exists()
+        # First of all: the lock on this rank's files (one writer), and the restart history.
+        self._attempts = AttemptLog(self.run_dir, self.rank, world_size=self.world_size)
 
         # _lock guards buffers and in-memory state; re-entrant so that a SIGTERM handler running
         # on the main thread inside a logging call can still flush. _io_lock orders flushes; it is
@@ -155,10 +190,14 @@ class ExperimentLogger:
         uid = next(_ids)
         self._stages: ContextVar[StageStack] = ContextVar(f"expmate_stages_{uid}", default=())
         self._quiet: ContextVar[bool] = ContextVar(f"expmate_quiet_{uid}", default=False)
-        self._jsonl = JsonlSink(
-            self.run_dir / f"events{suffix}.jsonl", run_id=self.run_id, rank=self.rank
-        )
-        self._human: TextLogSink | HandlerSink = TextLogSink(self._text_path)
+        try:
+            self._jsonl = JsonlSink(
+                self.run_dir / f"events{suffix}.jsonl", run_id=self.run_id, rank=self.rank
+            )
+            self._human: TextLogSink | HandlerSink = TextLogSink(self._text_path)
+        except BaseException as exc:
+            self._attempts.close(run_end.outcome(exc))
+            raise
         self._handler: logging.Handler | None = None
         self._console: ConsoleSink | None = None
         if console_output and self.rank == 0:
@@ -169,7 +208,15 @@ class ExperimentLogger:
             self.run_dir / "best.json" if self.rank == 0 else None,
         )
         self._mirrors: Any = None
-        self._exit_exc: BaseException | None = None
+        self._summary: SummaryFile | None = None
+        if self.rank == 0:
+            self._summary = SummaryFile(
+                self.run_dir / SUMMARY_FILE,
+                run_id=self.run_id,
+                start_time=time.time(),
+                flush_interval=self.flush_interval,
+                world_size=self.world_size,
+            )
         self._reduce_opts: dict[tuple[str, str], tuple[bool, str | None]] = {}
         self._reducer: Any = None
         self._limiters: dict[Any, RateLimiter] = {}
@@ -178,6 +225,8 @@ class ExperimentLogger:
         self.closed = False
         flushing.register(self)
         self._opened(resumed)
+        self._ending: BaseException | None = None
+        self._start_extras(capture_git, system_metrics)
         if self.default_reduce is not None and self.world_size > 1 and process_group_ready():
             # A logger that reduces by default joins the reduction group now (every rank builds
             # its logger at the same point), so sync()/flush()/close() are collectives from the
@@ -187,6 +236,24 @@ class ExperimentLogger:
             from expmate.mirrors.forwarder import MirrorSet, run_info
 
             self._mirrors = MirrorSet(mirror, self._metrics, run_info(self.run_dir, self.run_id))
+
+    def _start_extras(self, capture_git: bool, system_metrics: float | None) -> None:
+        """``run.json`` (rank 0; every rank publishes its host, no collective) and the system
+        metrics thread."""
+        from expmate import provenance
+
+        self._run_record = provenance.start(
+            self.run_dir,
+            run_id=self.run_id,
+            rank=self.rank,
+            world_size=self.world_size,
+            capture_git=capture_git,
+        )
+        self._system: Any = None
+        if system_metrics is not None:
+            from expmate.system_metrics import SystemMetrics
+
+            self._system = SystemMetrics(self._metrics, float(system_metrics), self.warning)
 
     def _opened(self, resumed: bool) -> None:
         """Record what the run directory should know about how this process started."""
@@ -299,7 +366,7 @@ class ExperimentLogger:
             self._waiting += 1
             full = self._waiting >= _MAX_WAITING
         if full:
-            self.flush_files()
+            self.flush_files(forced=True)
 
     def _raise_closed(self) -> None:
         raise RuntimeError(
@@ -340,9 +407,12 @@ class ExperimentLogger:
         """
         if self.closed:
             self._raise_closed()
-        if type(step) is not int:
+        if type(step) is not int or not STEP_MIN <= step <= STEP_MAX:
             step = step_value(step)
-        if type(value) is not float and type(value) is not int:
+        kind = type(value)
+        if kind is not float and (
+            kind is not int or not -FLOAT_INT_LIMIT <= value <= FLOAT_INT_LIMIT
+        ):
             value = metric_value(value, what=f"value of metric {split!r}/{name!r}")
         if mode is not None:
             check_mode(mode)
@@ -357,7 +427,7 @@ class ExperimentLogger:
         else:
             waiting = self._metrics.defer(step, split, name, value, track_best, mode, time.time())
         if waiting >= _MAX_WAITING:
-            self.flush_files()
+            self.flush_files(forced=True)
 
     def log_metrics(
         self,
@@ -371,14 +441,16 @@ class ExperimentLogger:
     ) -> None:
         """Log every ``name: value`` of ``metrics`` for one step and split (modes from the names).
 
+        All or nothing: every item is checked first, so one bad name or value raises before any
+        row is written.
+
+        Raises:
+            TypeError, ValueError: a bad step, split, name or value (named), or not a mapping.
+
         Example:
             >>> logger.log_metrics(3, "val", {"loss": 0.41, "accuracy": 0.9})  # doctest: +SKIP
         """
-        if not isinstance(metrics, Mapping):
-            raise TypeError(
-                f"metrics must be a mapping of name to value, got {type(metrics).__name__}"
-            )
-        for name, value in metrics.items():
+        for name, value in checked_metrics(self._metrics, split, metrics):
             self.log_metric(step, split, name, value, track_best, reduce=reduce, weight=weight)
 
     # ------------------------------------------------------------------ cross-rank reduction
@@ -418,7 +490,7 @@ class ExperimentLogger:
             step, split, name, value, track_best, mode, time.time(), write=self.rank == 0
         )
         if waiting >= _MAX_WAITING:
-            self.flush_files()
+            self.flush_files(forced=True)
 
     def sync(self) -> None:
         """Reduce the metrics waiting for the current step now (a collective once any reduced
@@ -445,6 +517,33 @@ class ExperimentLogger:
         rank (counted from the last sync, as for :meth:`get_best_metric`).
         """
         return self._metrics.get_last(split, name)
+
+    # ------------------------------------------------------------------ resuming from a checkpoint
+
+    def resume(self, step: int) -> None:
+        """Record that training continues from ``step`` (after loading a checkpoint): rewind.
+
+        Rows written before this call with a step >= ``step`` stay in the metrics file but are
+        superseded: readers leave them out, and the best values (``best.json``,
+        :meth:`get_best_metric`) and latest values are recomputed from the rows that survive.
+        Writes a resume marker to ``attempts.jsonl`` and a resume event to ``events.jsonl``.
+        Call it on every rank (no collective), before logging the resumed steps.
+
+        Args:
+            step: the first step the resumed training logs (a checkpoint saved after step S
+                was logged resumes at S + 1).
+
+        Raises:
+            TypeError, ValueError: ``step`` is not an integer.
+        """
+        if self.closed:
+            self._raise_closed()
+        step = step_value(step)
+        self.flush_files()
+        with self._io_lock:
+            marker = resume_history(self._attempts, self._metrics, step)
+        self._dispatch(resume_event(marker, self.run_dir))
+        self.flush_files()
 
     # ------------------------------------------------------------------ stages, timers, rate limits
 
@@ -501,6 +600,42 @@ class ExperimentLogger:
             limiter = self._limiters[key] = RateLimiter(every, seconds)
         return RateLimitBlock(limiter, self._quiet)
 
+    # ------------------------------------------------------------------ progress
+
+    def progress(
+        self,
+        iterable: Iterable[T],
+        total: int | None = None,
+        desc: str | None = None,
+        postfix: str | Sequence[str] | None = None,
+        *,
+        seconds: float = 30.0,
+    ) -> Iterable[T]:
+        """Iterate over ``iterable`` with a progress bar, once per job.
+
+        On global rank 0 with the console on a terminal and tqdm installed: a tqdm bar (steps/s,
+        ETA, and the latest value of each ``postfix`` metric), kept out of the files. On rank 0
+        otherwise: an INFO line at most every ``seconds`` seconds and one at the end. On other
+        ranks: ``iterable`` itself.
+
+        Args:
+            iterable: what to iterate over.
+            total: the number of items; None uses ``len(iterable)`` when it has one.
+            desc: a label shown before the bar.
+            postfix: metrics to show, as ``"split/name"`` (``["train/loss"]``).
+            seconds: the interval of the line-by-line form.
+
+        Raises:
+            TypeError, ValueError: a bad ``total``, ``desc``, ``postfix`` entry or ``seconds``.
+
+        Example:
+            >>> for batch in logger.progress(loader, desc="epoch 0", postfix=["train/loss"]):
+            ...     ...  # doctest: +SKIP
+        """
+        from expmate.progress import progress
+
+        return progress(self, iterable, total=total, desc=desc, postfix=postfix, seconds=seconds)
+
     # ------------------------------------------------------------------ custom handler
 
     @property
@@ -525,22 +660,40 @@ class ExperimentLogger:
         """Whether the flush interval has passed (asked by the background flusher)."""
         return now - self._last_flush >= self.flush_interval
 
-    def flush_files(self, now: float | None = None, *, wait: bool = True) -> None:
-        """Write every buffered line and ``best.json`` now; no cross-rank communication.
+    def flush_files(
+        self,
+        now: float | None = None,
+        *,
+        wait: bool = True,
+        end: dict[str, Any] | None = None,
+        forced: bool = False,
+        last: bool = False,
+    ) -> None:
+        """Write every buffered line, ``best.json`` and ``summary.json`` now; no cross-rank
+        communication.
 
         Args:
             now: the time to record as the last flush.
             wait: False when called from a signal handler or at exit: wait at most half a second
                 for a flush in progress elsewhere, then write anyway.
+            end: how the run ended (:func:`expmate.run_end.outcome`), recorded in
+                ``summary.json``; None while it runs.
+            forced: the flush was forced by a full buffer; ``summary.json`` is then rewritten
+                only if its heartbeat is a flush interval old.
+            last: the final flush of :meth:`close`: no later flush (the background flusher may
+                still hold this logger) rewrites ``summary.json``.
         """
         ordered = self._io_lock.acquire(timeout=-1 if wait else 0.5)
         try:
-            self._flush_locked(now)
+            self._flush_locked(now, end, forced, last)
         finally:
             if ordered:
                 self._io_lock.release()
+        flushing.after_flush()  # a signal that arrived during this flush: act on it now
 
-    def _flush_locked(self, now: float | None) -> None:
+    def _flush_locked(
+        self, now: float | None, end: dict[str, Any] | None, forced: bool, last: bool
+    ) -> None:
         try:
             self._metrics.materialize()
         except Exception as exc:  # noqa: BLE001 - a broken device must not stop the flush
@@ -548,15 +701,25 @@ class ExperimentLogger:
         with self._lock:
             batches = [(f, f.take()) for f in self._files()]
             self._waiting = 0
-        metric_batches, bests = self._metrics.take()
-        for target, lines in batches + metric_batches:
+        summary = self._summary
+        clock = time.time()
+        if summary is not None and (
+            summary.path is None or (forced and clock - summary.written_at < self.flush_interval)
+        ):
+            summary = None
+        metric_batches, bests, entries = self._metrics.take(tracked=summary is not None)
+        for target, lines in batches:
             target.write(lines)
+        self._metrics.write(metric_batches, bests)
         if isinstance(self._human, HandlerSink):
             self._human.flush()
         if self._console is not None:
             self._console.flush()
-        self._metrics.best.write(bests)
-        self._last_flush = time.time() if now is None else now
+        if summary is not None and entries is not None:
+            summary.write(entries, clock, end)
+            if last:
+                summary.path = None  # the run's end is recorded; nothing may overwrite it
+        self._last_flush = clock if now is None else now
 
     def flush(self) -> None:
         """Reduce waiting metrics (a collective under torchrun once reduced metrics were logged),
@@ -579,6 +742,9 @@ class ExperimentLogger:
         self._waiting = 0
         self._metrics.after_fork()
         self._mirrors = None  # their threads stayed in the parent
+        if self._summary is not None:
+            self._summary.path = None  # one writer: the parent process
+        self._attempts.detach()
         # A lock held by another thread at the fork stays held forever in the child: renew them.
         self._lock = threading.RLock()
         self._io_lock = threading.Lock()
@@ -586,6 +752,9 @@ class ExperimentLogger:
     def close(self, *, sync: bool = True) -> None:
         """Reduce what is waiting (unless ``sync=False``), flush and close every file.
 
+        ``summary.json`` and ``run.json`` record how the run ended: finished; failed, with an
+        exception on its way out (a ``with`` block left by it, ``close()`` in a ``finally`` or an
+        ``except``, a final sync that failed); interrupted (Ctrl-C, or a SIGTERM noted before).
         Closing twice is harmless; logging after close raises RuntimeError.
         """
         if self.closed:
@@ -594,19 +763,27 @@ class ExperimentLogger:
             if sync and self._reducer is not None:
                 self._reducer.close()
         finally:
+            # An exception on its way out (a `with` block left by it, close() in a `finally`, a
+            # final sync that failed) is how the run ended.
+            end = run_end.outcome(self._ending or sys.exc_info()[1])
+            if self._system is not None:
+                self._system.stop()
             if self._mirrors is not None:
-                self._close_mirrors()
-            self.flush_files()
+                self._close_mirrors(end)
+            self.flush_files(end=end, last=True)
             self.closed = True
             flushing.unregister(self)
             with self._io_lock, self._lock:
                 self._jsonl.close()
                 self._human.close()
                 self._metrics.close()
+            self._attempts.close(end)
+            if self._run_record is not None:
+                self._run_record.finish(end)
 
-    def _close_mirrors(self) -> None:
+    def _close_mirrors(self, end: dict[str, Any]) -> None:
         """Let the mirrors take the last rows and the best values; a loss becomes a WARNING."""
-        for message, fields in self._mirrors.close(run_end.outcome(self._exit_exc)):
+        for message, fields in self._mirrors.close(end):
             self._dispatch(Event(time.time(), "WARNING", message, KIND_MESSAGE, None, fields))
         self._mirrors = None
 
@@ -619,8 +796,9 @@ class ExperimentLogger:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # On an exception other ranks may never reach a collective: close without one.
-        self._exit_exc = exc
+        # On an exception other ranks may never reach a collective: close without one. The
+        # exception is how the run ended (summary.json, run.json).
+        self._ending = exc
         self.close(sync=exc_type is None)
 
     def __repr__(self) -> str:

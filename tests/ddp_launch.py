@@ -1,19 +1,28 @@
 """Launch real torchrun jobs from tests: CPU, gloo, loopback, a free port, a hard timeout.
 
-Every launch runs in its own process session and the whole group is killed on timeout, so a hang
-fails its test instead of leaving workers behind (``subprocess.run(timeout=...)`` alone kills only
-torchrun, not its workers).
+Every launch runs in its own process session, and on timeout its whole process *tree* is killed,
+so a hang fails its test instead of leaving workers behind: ``subprocess.run(timeout=...)`` kills
+only torchrun, and killing torchrun's process group is not enough either, since torchrun starts
+each worker in a session of its own (the workers would keep the output pipes open and
+``communicate()`` would wait for them forever).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +49,8 @@ class LaunchResult:
 
 
 def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for workers: one thread each, the repo importable, no colors."""
+    """The environment for workers: one thread each, the repo importable, no colors, no git
+    capture."""
     env = dict(os.environ)
     env.update(
         OMP_NUM_THREADS="1",
@@ -48,6 +58,8 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
         NO_COLOR="1",
         GLOO_SOCKET_IFNAME="lo",
+        # run.json without the git state of the repository the tests run from (conftest.py).
+        EXPMATE_CAPTURE_GIT="0",
     )
     env.pop("FORCE_COLOR", None)
     for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
@@ -57,10 +69,35 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def kill_tree(pid: int) -> list[int]:
+    """SIGKILL ``pid`` and every process descended from it, wherever their sessions are.
+
+    The root is stopped first, so it starts no new process while the tree is collected; the
+    tree is collected before anything dies (an orphan is re-parented and lost from the tree).
+
+    Returns:
+        The pids killed.
+    """
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return []
+    with contextlib.suppress(psutil.Error):
+        root.suspend()
+    tree = [root]
+    with contextlib.suppress(psutil.Error):
+        tree += root.children(recursive=True)
+    for proc in tree:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(tree, timeout=10)
+    return [proc.pid for proc in tree]
+
+
 def run_group(
     argv: list[str], *, timeout: float, env: dict[str, str], cwd: Path | str | None = None
 ) -> LaunchResult:
-    """Run ``argv`` in a new session; on timeout kill the whole process group."""
+    """Run ``argv`` in a new session; on timeout kill its whole process tree."""
     proc = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,
@@ -74,9 +111,22 @@ def run_group(
         out, err = proc.communicate(timeout=timeout)
         return LaunchResult(proc.returncode, out, err, timed_out=False)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
+        kill_tree(proc.pid)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything else left in torchrun's session
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired as late:  # a pipe still held open: give up reading
+            proc.kill()
+            out = _text(late.stdout)
+            err = _text(late.stderr) + "\n(output pipes still open after the kill)"
         return LaunchResult(proc.returncode, out, err, timed_out=True)
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data if isinstance(data, str) else data.decode("utf-8", "replace")
 
 
 def torchrun(
@@ -108,3 +158,28 @@ def torchrun(
         launcher += ["--master-addr=127.0.0.1", f"--master-port={free_port()}"]
     argv = [*launcher, *extra_torchrun_args, str(script), *args]
     return run_group(argv, timeout=timeout, env=worker_env(env), cwd=cwd)
+
+
+def launch_once(
+    name: str, request: Any, tmp_path_factory: Any, launch: Callable[[Path], LaunchResult]
+) -> tuple[Path, LaunchResult]:
+    """Run ``launch(run_dir)`` once per test session, even when pytest-xdist spreads the tests
+    that share it over several workers (they wait on a lock file and read the first result).
+
+    Args:
+        name: names the shared run directory (one per kind of launch).
+        request, tmp_path_factory: the fixture's pytest objects.
+        launch: starts the job in the given (existing) run directory and returns its result.
+    """
+    if not hasattr(request.config, "workerinput"):
+        run_dir = tmp_path_factory.mktemp(name)
+        return run_dir, launch(run_dir)
+    shared = tmp_path_factory.getbasetemp().parent / f"{name}_shared"
+    shared.mkdir(exist_ok=True)
+    with (shared / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = shared / "launch.json"
+        if not record.exists():
+            (shared / "run").mkdir(exist_ok=True)
+            record.write_text(json.dumps(asdict(launch(shared / "run"))))
+        return shared / "run", LaunchResult(**json.loads(record.read_text()))
