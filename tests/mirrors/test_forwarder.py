@@ -96,6 +96,12 @@ def as_csv(rows: list[MetricRow]) -> list[tuple[int, str, str, float, str]]:
     return [(r.step, r.split, r.name, float(r.value), f"{r.wall_time:.3f}") for r in rows]
 
 
+def log_losses(logger: ExperimentLogger, steps: range) -> None:
+    """``train/loss = 1 / (step + 1)`` at each of ``steps``."""
+    for step in steps:
+        logger.log_metric(step, "train", "loss", 1.0 / (step + 1))
+
+
 def warnings_of(run_dir: Path) -> list[str]:
     return [e["message"] for e in read_events(run_dir / "events.jsonl") if e["level"] == "WARNING"]
 
@@ -199,8 +205,7 @@ def test_mirror_failing_at_start_costs_the_run_nothing(
     """A tracker raising at start: one stderr warning, all of the run's files, losses counted."""
     mirror = FailsAtStart()
     logger = ExperimentLogger(run_dir=tmp_path, console_output=False, mirror=mirror)
-    for step in range(100):
-        logger.log_metric(step, "train", "loss", 1.0 / (step + 1))
+    log_losses(logger, range(100))
     logger.close()
     assert len(read_csv(tmp_path / "metrics.csv")) == 101
     assert capsys.readouterr().err == (
@@ -220,11 +225,9 @@ def test_mirror_failing_mid_run_keeps_what_it_took(
     """A tracker raising on its second batch: one warning; the first batch counted as forwarded."""
     mirror = FailsOnSecondBatch()
     logger = ExperimentLogger(run_dir=tmp_path, console_output=False, mirror=mirror)
-    for step in range(10):
-        logger.log_metric(step, "train", "loss", float(step))
+    log_losses(logger, range(10))
     assert mirror.batch_seen.wait(30)
-    for step in range(10, 25):
-        logger.log_metric(step, "train", "loss", float(step))
+    log_losses(logger, range(10, 25))
     logger.close()
     assert [r.step for r in mirror.rows()] == list(range(10))
     assert capsys.readouterr().err == (
