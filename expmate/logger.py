@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from expmate import flushing, run_end
 from expmate.attempts import AttemptLog, resume_event, resume_history
@@ -53,6 +53,9 @@ from expmate.values import (
     step_value,
     weight_value,
 )
+
+if TYPE_CHECKING:
+    from expmate.mirrors import Mirror
 
 _DEFAULT: Any = object()  # "use the logger's default" for per-call options
 _MAX_WAITING = 2048  # lines held in memory before a flush is forced (bounds memory)
@@ -97,13 +100,18 @@ class ExperimentLogger:
             uncommitted diff in ``git.diff``); None uses ``expmate.capture_git``.
         system_metrics: sample process CPU and memory and GPU use every this many seconds, as
             metrics of split ``system`` (see ``docs/integrations.md``); None samples nothing.
+        mirror: live mirrors of ``metrics.csv``, the config and the best values, forwarded from
+            global rank 0 on background threads: ``"tensorboard"``, ``"wandb"``, ``"mlflow"``,
+            :class:`expmate.mirrors.Mirror` instances, or a list of them (docs/integrations.md).
 
     Raises:
         NotADirectoryError, OSError, PermissionError: ``run_dir`` cannot hold the run's files.
         RunDirInUseError: another logger (in this process or another) writes this rank's files
             of ``run_dir``; the message names it (pid, host).
-        ValueError: an unknown level, reduction or a non-positive interval.
+        ValueError: an unknown level, reduction, mirror name or a non-positive interval.
         TypeError: ``capture_git`` is not a bool or None.
+        ModuleNotFoundError: a named mirror's tracker is not installed (the message names the
+            ``pip install "expmate[...]"`` that adds it).
 
     Example:
         >>> logger = ExperimentLogger(run_dir="runs/exp1", console_output=False)  # doctest: +SKIP
@@ -127,6 +135,7 @@ class ExperimentLogger:
         console_stream: IO[str] | None = None,
         capture_git: bool | None = None,
         system_metrics: float | None = None,
+        mirror: str | Mirror | Sequence[str | Mirror] | None = None,
     ) -> None:
         pkg = sys.modules["expmate"]
         if capture_git is None:
@@ -154,6 +163,10 @@ class ExperimentLogger:
             )
         self.flush_interval = float(flush_interval)
         self.sync_timeout = float(sync_timeout)
+        if mirror is not None:
+            from expmate.mirrors import build_mirrors
+
+            mirror = build_mirrors(mirror)  # checked on every rank, before anything is written
         self.rank = detect_rank() if rank is None else int(rank)
         self.world_size = detect_world_size()
         if run_dir is None:
@@ -194,6 +207,7 @@ class ExperimentLogger:
             self.run_dir / f"metrics{suffix}.csv",
             self.run_dir / "best.json" if self.rank == 0 else None,
         )
+        self._mirrors: Any = None
         self._summary: SummaryFile | None = None
         if self.rank == 0:
             self._summary = SummaryFile(
@@ -218,6 +232,10 @@ class ExperimentLogger:
             # its logger at the same point), so sync()/flush()/close() are collectives from the
             # start, on every rank alike.
             self._reducer = self._make_reducer()
+        if mirror and self.rank == 0:
+            from expmate.mirrors.forwarder import MirrorSet, run_info
+
+            self._mirrors = MirrorSet(mirror, self._metrics, run_info(self.run_dir, self.run_id))
 
     def _start_extras(self, capture_git: bool, system_metrics: float | None) -> None:
         """``run.json`` (rank 0; every rank publishes its host, no collective) and the system
@@ -723,6 +741,7 @@ class ExperimentLogger:
             file.discard()
         self._waiting = 0
         self._metrics.after_fork()
+        self._mirrors = None  # their threads stayed in the parent
         if self._summary is not None:
             self._summary.path = None  # one writer: the parent process
         self._attempts.detach()
@@ -749,6 +768,8 @@ class ExperimentLogger:
             end = run_end.outcome(self._ending or sys.exc_info()[1])
             if self._system is not None:
                 self._system.stop()
+            if self._mirrors is not None:
+                self._close_mirrors(end)
             self.flush_files(end=end, last=True)
             self.closed = True
             flushing.unregister(self)
@@ -759,6 +780,12 @@ class ExperimentLogger:
             self._attempts.close(end)
             if self._run_record is not None:
                 self._run_record.finish(end)
+
+    def _close_mirrors(self, end: dict[str, Any]) -> None:
+        """Let the mirrors take the last rows and the best values; a loss becomes a WARNING."""
+        for message, fields in self._mirrors.close(end):
+            self._dispatch(Event(time.time(), "WARNING", message, KIND_MESSAGE, None, fields))
+        self._mirrors = None
 
     def __enter__(self) -> ExperimentLogger:
         return self

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ from expmate.values import host_floats, metric_value, text_value
 
 # (CSV middle ``,split,name,``, best.json key ``split_name``, mode detected from the name)
 KeyInfo = tuple[str, str, str | None]
+# Called with (step, split, name, value, wall_time) for each row of the metrics CSV, as it is formed.
+RowListener = Callable[[int, str, str, "float | int", float], None]
 
 
 class MetricStore:
@@ -46,6 +48,7 @@ class MetricStore:
         # Re-entrant for the same reason as the logger's: a SIGTERM handler may flush from inside.
         self.lock = threading.RLock()
         self.waiting = 0  # rows held in memory since the last take()
+        self.listener: RowListener | None = None  # the live mirrors' queue, when there are any
 
     def key(self, split: Any, name: Any) -> KeyInfo:
         """The CSV middle, best key and detected mode of a (split, name) pair, validated once.
@@ -89,6 +92,8 @@ class MetricStore:
                 if csv is None:
                     csv = self._csv = MetricsCsvSink(self._csv_path)
                 csv.row(step, middle, value, wall)
+                if self.listener is not None:
+                    self.listener(step, split, name, value, wall)
             latest = self.last.get(best_key)
             if latest is None:
                 self.last[best_key] = [value, step]
@@ -238,6 +243,7 @@ class MetricStore:
         self.waiting = 0
         self.best.path = None
         self.best.dirty = False
+        self.listener = None  # the child's rows are not the run's: never mirrored
         self.lock = threading.RLock()
 
     def close(self) -> None:
