@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import os
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 from expmate import flushing
-from expmate.best import check_mode
+from expmate import stop_signals as stopping
 from expmate.colors import use_color
 from expmate.events import (
     KIND_MESSAGE,
@@ -29,6 +28,9 @@ from expmate.events import (
     check_field_names,
     level_name,
 )
+from expmate.metric_methods import MetricMethods
+from expmate.metric_router import MAX_WAITING as _MAX_WAITING
+from expmate.metric_router import MetricRouter
 from expmate.metric_store import MetricStore
 from expmate.ranks import detect_rank, detect_world_size, process_group_ready
 from expmate.rate_limit import RateLimitBlock, RateLimiter, check_rate
@@ -41,10 +43,8 @@ from expmate.sinks import (
     report_failure,
 )
 from expmate.spans import StageBlock, StageStack, TimerBlock
-from expmate.values import metric_value, reduce_op, step_value, weight_value
+from expmate.values import reduce_op
 
-_DEFAULT: Any = object()  # "use the logger's default" for per-call options
-_MAX_WAITING = 2048  # lines held in memory before a flush is forced (bounds memory)
 _ids = itertools.count()
 
 
@@ -60,7 +60,7 @@ def _prepare_run_dir(run_dir: Path) -> None:
         raise PermissionError(f"run_dir {str(run_dir)!r} is not writable")
 
 
-class ExperimentLogger:
+class ExperimentLogger(MetricMethods):
     """Console, ``exp.log``, ``events.jsonl``, ``metrics.csv`` and ``best.json`` in one run directory.
 
     Under torchrun each rank writes its own files (``exp_rank{r}.log``, ``events_rank{r}.jsonl``,
@@ -78,13 +78,18 @@ class ExperimentLogger:
         reduce: the default cross-rank reduction of ``log_metric`` (``mean``, ``sum``, ``min``,
             ``max``), or None to log each rank's own values.
         sync_timeout: seconds a rank waits for the others at a metric sync before failing.
+        sync_every: steps whose reduced metrics travel in one collective (a sync point at
+            every ``sync_every``-th step, decided from the step alone).
+        stop_signals: True makes SIGTERM and SIGUSR1 request the agreed stop (see
+            :meth:`should_stop`) instead of ending the process; or the signals to use.
         flush_interval: at most this many seconds pass before buffered lines reach the disk.
         color: force console colors on or off; None decides from NO_COLOR, FORCE_COLOR and the TTY.
         console_stream: where console lines go; None means the current ``sys.stdout``.
 
     Raises:
         NotADirectoryError, OSError, PermissionError: ``run_dir`` cannot hold the run's files.
-        ValueError: an unknown level, reduction or a non-positive interval.
+        ValueError: an unknown level, reduction, signal or a non-positive interval.
+        RuntimeError: ``stop_signals`` off the main thread, or under torchrun without a group.
 
     Example:
         >>> logger = ExperimentLogger(run_dir="runs/exp1", console_output=False)  # doctest: +SKIP
@@ -103,6 +108,8 @@ class ExperimentLogger:
         *,
         reduce: str | None = None,
         sync_timeout: float = 300.0,
+        sync_every: int = 1,
+        stop_signals: bool | Sequence[str | int] = False,
         flush_interval: float = 1.0,
         color: bool | None = None,
         console_stream: IO[str] | None = None,
@@ -119,10 +126,22 @@ class ExperimentLogger:
             raise ValueError(
                 f"sync_timeout must be a positive number of seconds, not {sync_timeout!r}"
             )
+        if type(sync_every) is not int or sync_every < 1:
+            raise ValueError(f"sync_every must be a positive number of steps, not {sync_every!r}")
+        signums = stopping.signals_of(stop_signals)
+        stopping.check_installable(signums)
         self.flush_interval = float(flush_interval)
         self.sync_timeout = float(sync_timeout)
+        self.sync_every = sync_every
         self.rank = detect_rank() if rank is None else int(rank)
         self.world_size = detect_world_size()
+        distributed = self.world_size > 1 and process_group_ready()
+        if signums and self.world_size > 1 and not distributed:
+            raise RuntimeError(
+                f"stop_signals={stop_signals!r} under WORLD_SIZE={self.world_size} needs a "
+                "torch.distributed process group to agree on the stop; call "
+                "expmate.torch.mp.setup_ddp() before creating the logger"
+            )
         if run_dir is None:
             from expmate.run_id import shared_run_id
 
@@ -155,19 +174,27 @@ class ExperimentLogger:
             self.run_dir / f"metrics{suffix}.csv",
             self.run_dir / "best.json" if self.rank == 0 else None,
         )
-        self._reduce_opts: dict[tuple[str, str], tuple[bool, str | None]] = {}
-        self._reducer: Any = None
+        self._router = MetricRouter(
+            self._metrics,
+            rank=self.rank,
+            world_size=self.world_size,
+            default_reduce=self.default_reduce,
+            sync_timeout=self.sync_timeout,
+            sync_every=sync_every,
+            flush=self.flush_files,
+        )
         self._limiters: dict[Any, RateLimiter] = {}
         self._waiting = 0
         self._last_flush = time.time()
         self.closed = False
         flushing.register(self)
         self._opened(resumed)
-        if self.default_reduce is not None and self.world_size > 1 and process_group_ready():
-            # A logger that reduces by default joins the reduction group now (every rank builds
-            # its logger at the same point), so sync()/flush()/close() are collectives from the
-            # start, on every rank alike.
-            self._reducer = self._make_reducer()
+        if distributed and (self.default_reduce is not None or signums):
+            # A logger that reduces by default (or agrees on a stop) joins the reduction group
+            # now (every rank builds its logger at the same point), so sync()/flush()/close()
+            # are collectives from the start, on every rank alike.
+            self._router.start()
+        stopping.enable(self._router, signums)
 
     def _opened(self, resumed: bool) -> None:
         """Record what the run directory should know about how this process started."""
@@ -282,151 +309,6 @@ class ExperimentLogger:
         if full:
             self.flush_files()
 
-    def _raise_closed(self) -> None:
-        raise RuntimeError(
-            f"ExperimentLogger for {str(self.run_dir)!r} is closed; nothing was logged"
-        )
-
-    # ------------------------------------------------------------------ metrics
-
-    def log_metric(
-        self,
-        step: int,
-        split: str,
-        name: str,
-        value: Any,
-        track_best: bool = True,
-        mode: str | None = None,
-        *,
-        reduce: str | None = _DEFAULT,
-        weight: float = 1.0,
-    ) -> None:
-        """Append one row to ``metrics.csv`` and update the best value of ``{split}_{name}``.
-
-        Args:
-            step: the training step or epoch (an integer).
-            split: ``train``, ``val``, ``test``, ... (any text; quoted in the CSV as needed).
-            name: the metric name.
-            value: int, float, bool, numpy scalar, or a one-element tensor on any device (device
-                values are copied to the host once per flush or sync, never per call).
-            track_best: keep the best value in ``best.json``.
-            mode: ``min`` or ``max``; None detects it from the name (``loss`` -> min, ``accuracy``
-                -> max) and leaves a name that says neither untracked.
-            reduce: ``mean``, ``sum``, ``min``, ``max`` across ranks, or None for this rank's own
-                value; defaults to the logger's ``reduce``.
-            weight: this rank's weight in a ``mean`` (e.g. its sample count).
-
-        Raises:
-            TypeError, ValueError: a bad step, split, name, value, mode or reduction, named.
-        """
-        if self.closed:
-            self._raise_closed()
-        if type(step) is not int:
-            step = step_value(step)
-        if type(value) is not float and type(value) is not int:
-            value = metric_value(value, what=f"value of metric {split!r}/{name!r}")
-        if mode is not None:
-            check_mode(mode)
-        op = self.default_reduce if reduce is _DEFAULT else reduce_op(reduce)
-        if type(weight) is not float or not 0.0 <= weight < math.inf:
-            weight = weight_value(weight)
-        if op is not None and self.world_size > 1:
-            self._reduce(step, split, name, value, op, weight, track_best, mode)
-            return
-        if type(value) is float or type(value) is int:
-            waiting = self._metrics.record(step, split, name, value, track_best, mode, time.time())
-        else:
-            waiting = self._metrics.defer(step, split, name, value, track_best, mode, time.time())
-        if waiting >= _MAX_WAITING:
-            self.flush_files()
-
-    def log_metrics(
-        self,
-        step: int,
-        split: str,
-        metrics: Mapping[str, Any],
-        *,
-        track_best: bool = True,
-        reduce: str | None = _DEFAULT,
-        weight: float = 1.0,
-    ) -> None:
-        """Log every ``name: value`` of ``metrics`` for one step and split (modes from the names).
-
-        Example:
-            >>> logger.log_metrics(3, "val", {"loss": 0.41, "accuracy": 0.9})  # doctest: +SKIP
-        """
-        if not isinstance(metrics, Mapping):
-            raise TypeError(
-                f"metrics must be a mapping of name to value, got {type(metrics).__name__}"
-            )
-        for name, value in metrics.items():
-            self.log_metric(step, split, name, value, track_best, reduce=reduce, weight=weight)
-
-    # ------------------------------------------------------------------ cross-rank reduction
-
-    def _reduce(
-        self,
-        step: int,
-        split: str,
-        name: str,
-        value: Any,
-        op: str,
-        weight: float,
-        track_best: bool,
-        mode: str | None,
-    ) -> None:
-        self._metrics.key(split, name)
-        self._reduce_opts[(split, name)] = (track_best, mode)
-        if self._reducer is None:
-            self._reducer = self._make_reducer()
-        self._reducer.add(step, split, name, value, op, weight)
-
-    def _make_reducer(self) -> Any:
-        if not process_group_ready():
-            raise RuntimeError(
-                f"WORLD_SIZE={self.world_size} but no torch.distributed process group is "
-                "initialized, so metrics cannot be reduced across ranks; call "
-                "expmate.torch.mp.setup_ddp() before logging reduced metrics"
-            )
-        from expmate.torch.reduce import MetricReducer
-
-        return MetricReducer(self._emit_reduced, timeout=self.sync_timeout)
-
-    def _emit_reduced(self, step: int, split: str, name: str, value: float) -> None:
-        """Called on every rank with each reduced value; rank 0 writes it, all ranks track best."""
-        track_best, mode = self._reduce_opts.get((split, name), (True, None))
-        waiting = self._metrics.record(
-            step, split, name, value, track_best, mode, time.time(), write=self.rank == 0
-        )
-        if waiting >= _MAX_WAITING:
-            self.flush_files()
-
-    def sync(self) -> None:
-        """Reduce the metrics waiting for the current step now (a collective once any reduced
-        metric was logged: every rank must call it at the same point)."""
-        if self.closed:
-            self._raise_closed()
-        if self._reducer is not None:
-            self._reducer.sync()
-
-    # ------------------------------------------------------------------ best values
-
-    def get_best_metric(self, name: str, split: str = "val") -> dict[str, Any] | None:
-        """``{'value', 'step', 'mode'}`` of the best ``split``/``name`` so far, or None.
-
-        Device values logged since the last flush are copied to the host first. Reduced metrics
-        count from their last sync (the current step's values are reduced when the step changes).
-        """
-        return self._metrics.get_best(split, name)
-
-    def get_last_metric(self, name: str, split: str = "val") -> dict[str, Any] | None:
-        """``{'value', 'step'}`` of the latest ``split``/``name`` logged, or None.
-
-        The value written to ``metrics.csv``: under reduction the global value, known on every
-        rank (counted from the last sync, as for :meth:`get_best_metric`).
-        """
-        return self._metrics.get_last(split, name)
-
     # ------------------------------------------------------------------ stages, timers, rate limits
 
     def stage(self, name: str, **metadata: Any) -> StageBlock:
@@ -522,6 +404,7 @@ class ExperimentLogger:
                 self._io_lock.release()
 
     def _flush_locked(self, now: float | None) -> None:
+        self._router.collect()  # reduced values of a sync that has completed since
         try:
             self._metrics.materialize()
         except Exception as exc:  # noqa: BLE001 - a broken device must not stop the flush
@@ -544,8 +427,7 @@ class ExperimentLogger:
         then write everything buffered to disk."""
         if self.closed:
             return
-        if self._reducer is not None:
-            self._reducer.sync()
+        self._router.sync()
         self.flush_files()
 
     def _files(self) -> list[AppendFile]:
@@ -559,6 +441,7 @@ class ExperimentLogger:
             file.discard()
         self._waiting = 0
         self._metrics.after_fork()
+        self._router.after_fork()
         # A lock held by another thread at the fork stays held forever in the child: renew them.
         self._lock = threading.RLock()
         self._io_lock = threading.Lock()
@@ -571,12 +454,12 @@ class ExperimentLogger:
         if self.closed:
             return
         try:
-            if sync and self._reducer is not None:
-                self._reducer.close()
+            self._router.close(sync=sync)
         finally:
             self.flush_files()
             self.closed = True
             flushing.unregister(self)
+            stopping.disable(self._router)
             with self._io_lock, self._lock:
                 self._jsonl.close()
                 self._human.close()

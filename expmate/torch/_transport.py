@@ -1,12 +1,16 @@
 """How a metric reducer talks to the other ranks: a gloo group of its own, or nothing at all.
 
 The transport is a replaceable piece: anything with ``rank``, ``world_size``, ``all_gather``,
-``all_gather_object`` and ``close`` will do (the tests use an in-memory double).
+``all_gather_object`` and ``close`` will do (the tests use an in-memory double). A transport may
+also keep an *arrival board* (``arrive(seq)``, ``absent(seq)``) so that a collective that times
+out can name the ranks that never reached it; :class:`GlooTransport` keeps it in the process
+group's store.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -49,38 +53,81 @@ class LocalTransport:
         pass
 
 
+_boards = itertools.count()  # one board per transport, created at the same points on every rank
+
+
 class GlooTransport:
-    """Collectives on a gloo group of all ranks with its own timeout.
+    """Collectives on a gloo group of all ranks with its own timeout; counts what it sends.
 
     Creating it is a collective (``dist.new_group``): every rank must create it at the same point.
     A group of its own keeps metric traffic off the training (NCCL) stream and bounds how long a
-    rank that never arrives can block the others.
+    rank that never arrives can block the others. Before each collective a rank writes the
+    collective's number under its own key of the default group's store (one small write, no
+    reply awaited), so that a rank whose collective times out can tell who never arrived.
+
+    Attributes:
+        counts: collectives made so far: ``{"all_gather": n, "all_gather_object": m}``.
     """
 
     def __init__(self, timeout: float) -> None:
         self.group = dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout))
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
+        self.counts = {"all_gather": 0, "all_gather_object": 0}
         self._gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
         self._out: torch.Tensor | None = None
+        self._board = _board(next(_boards), self.rank)
 
     def all_gather(self, row: torch.Tensor) -> torch.Tensor:
         size = self.world_size * row.numel()
         if self._out is None or self._out.numel() != size:
             self._out = torch.empty(size, dtype=torch.float64)
+        self.counts["all_gather"] += 1
         self._gather(self._out, row, group=self.group)
         return self._out.view(self.world_size, -1)
 
     def all_gather_object(self, obj: Any) -> list[Any]:
         out: list[Any] = [None] * self.world_size
+        self.counts["all_gather_object"] += 1
         dist.all_gather_object(out, obj, group=self.group)
         return out
+
+    def arrive(self, seq: int) -> None:
+        """Note on the board that this rank has reached collective number ``seq``."""
+        if self._board is not None:
+            with contextlib.suppress(RuntimeError):  # a store that is gone only costs the names
+                self._board.set(str(self.rank), str(seq))
+
+    def absent(self, seq: int) -> list[int] | None:
+        """The ranks that have not noted collective ``seq`` (None when the board is unreadable)."""
+        if self._board is None:
+            return None
+        missing = []
+        try:
+            for rank in range(self.world_size):
+                key = str(rank)
+                if not self._board.check([key]) or int(self._board.get(key)) < seq:
+                    missing.append(rank)
+        except (RuntimeError, ValueError):
+            return None
+        return missing
 
     def close(self) -> None:
         if dist.is_initialized():
             # Already gone when the default group was destroyed first.
             with contextlib.suppress(RuntimeError, ValueError):
                 dist.destroy_process_group(self.group)
+
+
+def _board(index: int, rank: int) -> dist.Store | None:
+    """This transport's arrival board: a prefix of the default group's store (None without one)."""
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        board = dist.PrefixStore(f"expmate/reduce/{index}/arrived", store)
+        board.set(str(rank), "-1")
+    except (RuntimeError, ValueError, AttributeError):
+        return None
+    return board
 
 
 def default_transport(timeout: float) -> Transport:
