@@ -22,8 +22,7 @@ import pytest
 
 import expmate
 from expmate import logger as logger_module
-from expmate import metric_router
-from expmate import rate_limit, spans
+from expmate import metric_router, rate_limit, spans
 from tests.helpers import lines_of, make_logger, read_csv, read_events, transcript
 
 ROOT = Path(__file__).resolve().parents[1]
