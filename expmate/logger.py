@@ -404,7 +404,6 @@ class ExperimentLogger(MetricMethods):
                 self._io_lock.release()
 
     def _flush_locked(self, now: float | None) -> None:
-        self._router.collect()  # reduced values of a sync that has completed since
         try:
             self._metrics.materialize()
         except Exception as exc:  # noqa: BLE001 - a broken device must not stop the flush

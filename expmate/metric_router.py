@@ -20,7 +20,6 @@ from expmate.best import check_mode
 from expmate.metric_store import MetricStore
 from expmate.ranks import process_group_ready
 from expmate.reduction import Columns, LocalReduction, Reduction, distributed_reduction
-from expmate.sinks import report_failure
 from expmate.values import metric_value, reduce_op, step_value, weight_value
 
 DEFAULT: Any = object()
@@ -134,7 +133,8 @@ class MetricRouter:
         reduction.add(step, split, name, value, op, weight)
 
     def _emit(self, step: int, split: str, name: str, value: Any) -> None:
-        """A reduced value (on every rank): rank 0 writes it; every rank tracks the best."""
+        """A reduced value (on every rank, maybe from the reduction's thread): rank 0 writes
+        it; every rank tracks the best."""
         track_best, mode = self._options.get((split, name), (True, None))
         wall = self._walls.get(step)
         if wall is None:
@@ -218,15 +218,6 @@ class MetricRouter:
     def _wait_for(self, split: str, name: str) -> None:
         if self._reduction is not None and (split, name) in self._options:
             self._reduction.wait()
-
-    def collect(self) -> None:
-        """Record the values of a collective that has completed (never waits; any thread)."""
-        if self._reduction is None:
-            return
-        try:
-            self._reduction.collect()
-        except Exception as exc:  # noqa: BLE001 - called from the flusher: report, go on
-            report_failure("recording reduced metric values", exc)
 
     def close(self, *, sync: bool = True) -> None:
         """The final sync (unless ``sync=False``) and the release of the reduction."""

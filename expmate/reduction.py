@@ -117,7 +117,8 @@ class Reduction(Protocol):
 
     ``add`` buffers a value; a *sync point* (decided by the implementation from the step of the
     values, or :meth:`sync`, :meth:`close`) reduces what is buffered and hands each reduced value
-    to the ``emit`` callback the reduction was built with, on every rank.
+    to the ``emit`` callback the reduction was built with, on every rank (possibly from a thread
+    of the reduction's own, as soon as the values are known).
     """
 
     def add(self, step: int, split: str, name: str, value: Any, op: str, weight: float) -> None:
@@ -129,11 +130,7 @@ class Reduction(Protocol):
         ...
 
     def wait(self) -> None:
-        """Wait for a sync in progress and emit its values (no communication, no errors)."""
-        ...
-
-    def collect(self) -> None:
-        """Emit the values of a sync that has already completed; never waits (any thread)."""
+        """Wait until a sync in progress has emitted its values (no communication, no errors)."""
         ...
 
     def close(self) -> None:
@@ -168,9 +165,6 @@ class LocalReduction:
         pass
 
     def wait(self) -> None:
-        pass
-
-    def collect(self) -> None:
         pass
 
     def close(self) -> None:

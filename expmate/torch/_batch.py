@@ -8,7 +8,7 @@ same row of the matrix it sends, whatever steps it skipped.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -110,39 +110,101 @@ def host_values(slots: list[Slot], copy: HostCopy | None) -> list[list[Any]]:
     ]
 
 
-@dataclass(eq=False)
+class Done:
+    """Set once when a job has run; waited for by the thread that built it (a bare lock: an
+    Event per sync point would cost more than the rest of the hand-over)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        self._lock.release()
+
+    def is_set(self) -> bool:
+        return not self._lock.locked()
+
+    def wait(self, timeout: float) -> bool:
+        """True once set (at once if it is), False after ``timeout`` seconds."""
+        if self._lock.acquire(timeout=timeout):
+            self._lock.release()
+            return True
+        return False
+
+
 class Job:
     """One sync point: what a rank sends, and, once it has run, what came back.
 
-    Built on the training thread; run once (on the reducer's thread, or inline when blocking);
-    its results are applied on the rank that built it after ``done`` is set.
+    Built on the training thread; run once (on the reducer's thread, or inline when blocking),
+    which also emits its reduced values; ``done`` is set after that, and what only a sync point
+    may change (errors, the stop, the catch-up) is applied by the training thread after it.
+
+    Args:
+        seq: its number among this reducer's jobs (the same on every rank).
+        window: the window of the steps sent, or None when nothing was buffered.
+        closing: the last collective of this rank (``close()``).
+        slots: the steps sent.
+        column_sets: the ride-along columns registered when the job was built.
+        columns: their current values, in order.
+        copy: the device values on their way to the host.
+        width: width of a step's values in the row (the agreed row width).
     """
 
-    seq: int
-    window: Any
-    """The window of the steps sent, or None when nothing was buffered."""
-    closing: bool
-    """The last collective of this rank (``close()``)."""
-    slots: list[Slot]
-    column_sets: tuple[Columns, ...]
-    """The ride-along columns registered when the job was built."""
-    columns: list[float]
-    """Their current values, in order."""
-    copy: HostCopy | None
-    width: int
-    """Width of a step's values in the row (the agreed row width)."""
-    done: threading.Event = field(default_factory=threading.Event)
-    emits: list[tuple[Any, str, str, float | int]] = field(default_factory=list)
-    remember: list[Layout] = field(default_factory=list)
-    """Layouts agreed or used, in order: every rank applies the same sequence."""
-    reduced_columns: list[float] | None = None
-    mismatch: str | None = None
-    drop_through: float | None = None
-    """This rank was behind: discard its batches up to this window."""
-    ended: bool = False
-    """Some ranks closed while others did not: nothing more can be reduced."""
-    failure: BaseException | None = None
-    values_applied: bool = False
+    __slots__ = (
+        "closing",
+        "column_sets",
+        "columns",
+        "copy",
+        "done",
+        "drop_through",
+        "emits",
+        "ended",
+        "failure",
+        "handle",
+        "mismatch",
+        "reduced_columns",
+        "remember",
+        "seq",
+        "slots",
+        "width",
+        "window",
+    )
+
+    def __init__(
+        self,
+        *,
+        seq: int,
+        window: Any,
+        closing: bool,
+        slots: list[Slot],
+        column_sets: tuple[Columns, ...],
+        columns: list[float],
+        copy: HostCopy | None,
+        width: int,
+    ) -> None:
+        self.seq = seq
+        self.window = window
+        self.closing = closing
+        self.slots = slots
+        self.column_sets = column_sets
+        self.columns = columns
+        self.copy = copy
+        self.width = width
+        self.done = Done()
+        self.emits: list[tuple[Any, str, str, float | int]] = []
+        self.remember: list[Layout] = []
+        """Layouts agreed or used, in order: every rank applies the same sequence."""
+        self.reduced_columns: list[float] | None = None
+        self.mismatch: str | None = None
+        self.drop_through: float | None = None
+        """This rank was behind: discard its batches up to this window."""
+        self.ended = False
+        """Some ranks closed while others did not: nothing more can be reduced."""
+        self.failure: BaseException | None = None
+        self.handle: Any = None
+        """Free for a scheduler that keeps something per job (a work handle)."""
 
     @property
     def column_ops(self) -> list[str]:

@@ -95,8 +95,6 @@ class Exchange:
             job.failure.__cause__ = failure.cause
         except BaseException as exc:  # noqa: BLE001 - handed to the training thread, raised there
             job.failure = exc
-        finally:
-            job.done.set()
 
     # ------------------------------------------------------------------ the row
 

@@ -6,22 +6,23 @@ of ``sync_every`` steps (``step // sync_every``). A *sync point* is the first va
 window (decided from the step alone, the same on every rank), :meth:`MetricReducer.sync` or
 :meth:`MetricReducer.close`. At a sync point the rank
 
-1. takes the result of the previous sync point (normally long complete): rank 0's emit writes
-   the reduced rows, every rank tracks bests, and an error of that sync point is raised now,
-   identically on every rank, naming its steps;
+1. waits for the previous sync point's job (normally long complete) and applies what only a sync
+   point may change, identically on every rank: its error is raised now, naming its steps; the
+   agreed stop and the other ride-along columns are handed over; a rank behind catches up;
 2. packs the window into one float64 row (``sync_every`` step rows plus control and ride-along
    columns), starts copying device values to pinned host memory (no host sync), and hands the
    job to the reducer's own thread, which waits for the copy, makes the one ``all_gather`` on a
-   dedicated gloo group and reads the gathered matrix (the slow path, one ``all_gather_object``,
-   when a step's key set is new or disagrees);
+   dedicated gloo group, reads the gathered matrix (the slow path, one ``all_gather_object``,
+   when a step's key set is new or disagrees) and emits the reduced values at once: rank 0
+   writes them, every rank tracks bests;
 3. returns to training. The value that triggered the sync point is buffered before any error of
    step 1 is raised, so it is never lost.
 
 So a job costs the training thread a few microseconds; its collective overlaps the next window's
 work. A background thread was chosen over gloo's asynchronous work handles by measurement (see
-``docs/distributed.md``): handing a job over costs less than posting the collective from the
-training thread, and only a thread can also wait for CUDA copies and run the slow path without
-the training thread.
+``docs/distributed.md``): handing a job over costs the training thread less than posting the
+collective itself and reading its result, and only a thread can also wait for CUDA copies, run
+the slow path and write the rows without the training thread.
 
 When the ranks disagree (different metrics, ops or steps) every rank raises the same
 :class:`MetricMismatchError` at its next sync point and the values of those steps are dropped.
@@ -205,7 +206,6 @@ class MetricReducer:
         self._broken: BaseException | None = None
         self._ended: MetricMismatchError | None = None
         self._drop_through: float | None = None
-        self._apply_lock = threading.Lock()
         self._worker: _Worker | None = None
         self._pinned = PinnedBuffers()
         self._forked = False
@@ -284,24 +284,11 @@ class MetricReducer:
             raise error
 
     def wait(self) -> None:
-        """Wait for the collective in flight, if any, and emit its values (no communication;
-        its errors are raised at the next sync point)."""
+        """Wait until the collective in flight, if any, has emitted its values (no
+        communication; its errors are raised at the next sync point)."""
         job = self._inflight
-        if job is None or self._forked:
-            return
-        job.done.wait(self._wait_limit)
-        if job.done.is_set():
-            self._apply_values(job)
-
-    def collect(self) -> None:
-        """Emit the values of a collective that has completed; never waits (any thread)."""
-        job = self._inflight
-        if job is None or not job.done.is_set() or not self._apply_lock.acquire(blocking=False):
-            return
-        try:
-            self._apply_values_locked(job)
-        finally:
-            self._apply_lock.release()
+        if job is not None and not self._forked:
+            job.done.wait(self._wait_limit)
 
     def close(self) -> None:
         """Final sync (a collective, unless an earlier sync failed), then release the group.
@@ -328,11 +315,10 @@ class MetricReducer:
             raise error
 
     def abandon(self) -> None:
-        """Close without a final sync (the other ranks may never join one): values of a
-        completed collective are still emitted; buffered ones are dropped."""
+        """Close without a final sync (the other ranks may never join one): buffered values
+        are dropped; a collective in flight is left to its thread."""
         if self._closed:
             return
-        self.collect()
         if self._inflight is not None and self._inflight.done.is_set():
             self._inflight = None
         self._closed = True
@@ -398,11 +384,26 @@ class MetricReducer:
     def _post(self, job: Job) -> None:
         self._inflight = job
         if self._blocking:
-            self._exchange.run(job)
+            self._run(job)
             return
         if self._worker is None:
-            self._worker = _Worker(self._exchange.run)
+            self._worker = _Worker(self._run)
         self._worker.submit(job)
+
+    def _run(self, job: Job) -> None:
+        """Make the job's collectives and emit its reduced values (the reducer's thread)."""
+        try:
+            self._exchange.run(job)
+            if job.failure is None:
+                for layout in job.remember:
+                    self._remember(layout)
+                emit = self._emit
+                for step, split, name, value in job.emits:
+                    emit(step, split, name, value)
+        except BaseException as exc:  # noqa: BLE001 - a failing emit: raised on the training thread
+            job.failure = exc
+        finally:
+            job.done.set()
 
     def _consume(self) -> BaseException | None:
         """Wait for the job in flight and apply all of it; return its error (not raised)."""
@@ -417,22 +418,7 @@ class MetricReducer:
                 f"did not complete within {self._wait_limit:g}s"
             )
             return self._broken
-        self._apply_values(job)
         return self._apply_control(job)
-
-    def _apply_values(self, job: Job) -> None:
-        with self._apply_lock:
-            self._apply_values_locked(job)
-
-    def _apply_values_locked(self, job: Job) -> None:
-        if job.values_applied or job.failure is not None:
-            return
-        job.values_applied = True
-        for layout in job.remember:
-            self._remember(layout)
-        emit = self._emit
-        for step, split, name, value in job.emits:
-            emit(step, split, name, value)
 
     def _apply_control(self, job: Job) -> BaseException | None:
         """What only a sync point may change: errors, the catch-up, the ride-along columns."""
@@ -458,8 +444,9 @@ class MetricReducer:
         return error
 
     def _remember(self, layout: Layout) -> None:
-        # Every rank applies the same sequence of layouts (in step order, at the same sync
-        # points), so the row width, the widest remembered layout, is the same on every rank.
+        # Every rank applies the same sequence of layouts (in step order, one job after the
+        # other, before the next job is packed), so the row width, the widest remembered
+        # layout, is the same on every rank.
         self._layouts[layout.ident] = layout
         self._layouts.move_to_end(layout.ident)
         while len(self._layouts) > _LAYOUTS_KEPT:
@@ -496,7 +483,6 @@ class MetricReducer:
         self._forked = True
         self._worker = None
         self._inflight = None
-        self._apply_lock = threading.Lock()
 
 
 _LIVE: list[weakref.ref[MetricReducer]] = []

@@ -7,7 +7,6 @@ test_reduce.py and test_logger_async_ddp.py.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from typing import Any
 
@@ -34,21 +33,28 @@ def steps_of(seen: list[Any]) -> list[Any]:
     return out
 
 
-def test_values_come_out_at_the_next_sync_point() -> None:
-    """A step's values are emitted at the sync point after the one that sent them, not before."""
-    snapshots: dict[int, list[Any]] = {}
+def test_values_come_out_when_ready_without_the_training_thread() -> None:
+    """A step's values are emitted by the reducer's thread as soon as its collective completes:
+    the adding thread does nothing more and waits for nothing."""
+    seen_by: dict[int, list[Any]] = {}
 
     def body(rank: int, reducer: MetricReducer) -> None:
         reducer.add(0, "train", "loss", 1.0 + rank, "mean", 1.0)
-        reducer.add(1, "train", "loss", 3.0 + rank, "mean", 1.0)  # sends step 0
-        time.sleep(0.2)  # its collective completes meanwhile
-        before = list(reducer.seen)  # type: ignore[attr-defined]
-        reducer.add(2, "train", "loss", 5.0 + rank, "mean", 1.0)  # emits 0, sends 1
-        snapshots[rank] = [before, list(reducer.seen)]  # type: ignore[attr-defined]
+        start = time.monotonic()
+        reducer.add(1, "train", "loss", 3.0 + rank, "mean", 1.0)  # sends step 0, returns
+        seen_by[rank] = [time.monotonic() - start, list(reducer.seen)]  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while not reducer.seen and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.005)
+        seen_by[rank].append(list(reducer.seen))  # type: ignore[attr-defined]
+        reducer.add(2, "train", "loss", 5.0 + rank, "mean", 1.0)
         reducer.close()
 
     results = run_ranks(2, body)
-    assert snapshots[0] == snapshots[1] == [[], [(0, "train", "loss", 1.5)]]
+    for rank in (0, 1):
+        returned_after, before, after = seen_by[rank]
+        assert before == [] and after == [(0, "train", "loss", 1.5)]
+        assert returned_after < 1.0
     assert results[0]["seen"] == [
         (0, "train", "loss", 1.5),
         (1, "train", "loss", 3.5),
@@ -307,8 +313,8 @@ def test_close_with_a_collective_in_flight() -> None:
 
 
 def test_wait_emits_values_in_flight_and_keeps_errors_for_the_sync_point() -> None:
-    """wait() (what get_best_metric uses) emits what came back without raising its mismatch;
-    the error comes at the next sync point, on every rank."""
+    """wait() (what get_best_metric uses) returns once what is in flight is emitted, without
+    raising its mismatch; the error comes at the next sync point, on every rank."""
     waited: dict[int, list[Any]] = {}
 
     def body(rank: int, reducer: MetricReducer) -> None:
@@ -323,22 +329,6 @@ def test_wait_emits_values_in_flight_and_keeps_errors_for_the_sync_point() -> No
     assert waited == {0: [], 1: []}  # step 0 mismatched: nothing to emit
     assert all(isinstance(r["error"], MetricMismatchError) for r in results)
     assert "val/acc: logged by ranks [0], missing on ranks [1]" in str(results[0]["error"])
-
-
-def test_collect_from_another_thread_never_waits() -> None:
-    """collect() emits a completed collective's values from any thread, and returns at once
-    while one is still running."""
-    reducer = MetricReducer(lambda *a: seen.append(a), transport=LocalTransport())
-    seen: list[Any] = []
-    reducer.collect()  # nothing in flight
-    reducer.add(0, "val", "loss", 0.5, "mean", 1.0)
-    reducer.add(1, "val", "loss", 0.25, "mean", 1.0)  # one rank: runs at once
-    worker = threading.Thread(target=reducer.collect)
-    worker.start()
-    worker.join(5)
-    assert seen == [(0, "val", "loss", 0.5)]
-    reducer.close()
-    assert seen[-1] == (1, "val", "loss", 0.25)
 
 
 def test_ride_along_columns_cost_no_collective() -> None:
