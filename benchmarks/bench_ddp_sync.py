@@ -64,10 +64,11 @@ from expmate import ExperimentLogger, reduction
 from expmate.torch import mp
 from expmate.torch import reduce as reduce_module
 from expmate.torch._batch import host_values
-from expmate.torch.reduce import MetricReducer
+from expmate.torch.reduce import GlooTransport, MetricReducer
 
 Method = Callable[[int, list[float]], None]
 REPO = Path(__file__).resolve().parent.parent
+GATHER = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
 
 # ---------------------------------------------------------------------------- collectives mode
 
@@ -92,11 +93,10 @@ def make_methods(metrics: int) -> dict[str, Method]:
     def to_rank0(step: int, values: list[float]) -> None:
         dist.reduce(torch.tensor(values, dtype=torch.float64), dst=0, group=group)
 
-    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
     out = torch.empty(dist.get_world_size() * metrics, dtype=torch.float64)
 
     def gathered(step: int, values: list[float]) -> None:
-        gather(out, torch.tensor(values, dtype=torch.float64), group=group)
+        GATHER(out, torch.tensor(values, dtype=torch.float64), group=group)
 
     methods: dict[str, Method] = {
         "expmate MetricReducer": ours,
@@ -172,13 +172,8 @@ class WorkHandleReducer(MetricReducer):
         wire = exchange._wire_of(exchange._row(job, values))
         out = torch.empty(transport.world_size * wire.numel(), dtype=torch.float64)
         transport.counts["all_gather"] += 1  # type: ignore[attr-defined]
-        work = dist.all_gather_into_tensor(
-            out,
-            wire,
-            group=transport.group,  # type: ignore[attr-defined]
-            async_op=True,
-        )
-        job.handle = (work, out, values)
+        group = transport.group  # type: ignore[attr-defined]
+        job.handle = (GATHER(out, wire, group=group, async_op=True), out, values)
 
     def _consume(self) -> BaseException | None:
         job = self._inflight
@@ -186,7 +181,7 @@ class WorkHandleReducer(MetricReducer):
             work, out, values = job.handle
             work.wait()
             self._exchange._read(job, out.view(self._transport.world_size, -1), values)
-            job.done.set()
+            self._finish(job)
         return super()._consume()
 
 
@@ -249,17 +244,18 @@ def run_round(
     return elapsed / steps, inside / steps, made
 
 
-def bare_gather_us(width: int, calls: int = 200) -> float:
-    """Median µs of one blocking all_gather of ``width`` float64 values per rank."""
-    group = dist.new_group(backend="gloo", timeout=timedelta(seconds=60))
+def bare_gather_us(width: int, *, bruck: bool, calls: int = 200) -> float:
+    """Median µs of one blocking all_gather of ``width`` float64 values per rank, with gloo's
+    ring or with Bruck's rounds (the transport's two ways)."""
+    transport = GlooTransport(60, bruck_from=2 if bruck else 10**9)
     row = torch.zeros(width, dtype=torch.float64)
-    out = torch.empty(width * dist.get_world_size(), dtype=torch.float64)
     times = []
     mp.barrier()
     for _ in range(calls):
         t = time.perf_counter()
-        dist.all_gather_into_tensor(out, row, group=group)
+        transport.all_gather(row)
         times.append(time.perf_counter() - t)
+    transport.close()
     return statistics.median(times) * 1e6
 
 
@@ -287,9 +283,11 @@ def loop_mode(args: argparse.Namespace) -> None:
     }
     for logger in loggers.values():
         logger.close()
+    widths = {"k=1": 3 + 1 + 2 + 2 * args.metrics, "k=10": 3 + 1 + 10 * (2 + 2 * args.metrics)}
     gather_us = {
-        "k=1": bare_gather_us(3 + 1 + 2 + 2 * args.metrics),
-        "k=10": bare_gather_us(3 + 1 + 10 * (2 + 2 * args.metrics)),
+        f"{way} {k}": bare_gather_us(width, bruck=way == "bruck")
+        for k, width in widths.items()
+        for way in ("ring", "bruck")
     }
     everyone: list[Any] = [None] * world
     dist.all_gather_object(everyone, mine)
@@ -365,10 +363,20 @@ def loop_table(results: list[dict[str, Any]]) -> str:
                 f"{c['logger_us']:.1f}; {c['logger_us_max']:.1f} | {shown} | "
                 f"{result['load'][0]:.1f} -> {result['load'][1]:.1f} |"
             )
-    lines += ["", "Bare blocking all_gather of the row (median µs): " + ", ".join(
-        f"W={r['world']}: {r['bare_gather_us']['k=1']:.0f} (sync_every=1 row), "
-        f"{r['bare_gather_us']['k=10']:.0f} (sync_every=10 row)" for r in results
-    )]  # fmt: skip
+    lines += [
+        "",
+        "One blocking all_gather of the row alone (median µs, gloo's ring / Bruck's rounds):",
+        "",
+        "| W | ring, sync_every=1 row | Bruck, sync_every=1 row | ring, sync_every=10 row "
+        "| Bruck, sync_every=10 row |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        g = r["bare_gather_us"]
+        lines.append(
+            f"| {r['world']} | {g['ring k=1']:.0f} | {g['bruck k=1']:.0f} | "
+            f"{g['ring k=10']:.0f} | {g['bruck k=10']:.0f} |"
+        )
     lines += ["", "Targets:"]
     for result in results:
         world, configs = result["world"], result["configs"]

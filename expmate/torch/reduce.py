@@ -392,8 +392,12 @@ class MetricReducer:
 
     def _run(self, job: Job) -> None:
         """Make the job's collectives and emit its reduced values (the reducer's thread)."""
+        self._exchange.run(job)
+        self._finish(job)
+
+    def _finish(self, job: Job) -> None:
+        """After the collectives: remember the layouts, emit the values, mark the job done."""
         try:
-            self._exchange.run(job)
             if job.failure is None:
                 for layout in job.remember:
                     self._remember(layout)

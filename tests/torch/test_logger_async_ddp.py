@@ -23,10 +23,10 @@ def csv_rows(path: Path) -> list[tuple[int, str, str, str]]:
         return [(int(r["step"]), r["split"], r["name"], r["value"]) for r in csv.DictReader(f)]
 
 
-def launch(tmp_path: Path, mode: str) -> list[dict[str, Any]]:
-    result = torchrun(WORKERS / "async_worker.py", str(tmp_path), mode, timeout=150)
+def launch(tmp_path: Path, mode: str, nproc: int = 2) -> list[dict[str, Any]]:
+    result = torchrun(WORKERS / "async_worker.py", str(tmp_path), mode, nproc=nproc, timeout=150)
     assert result.returncode == 0, result.output
-    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(nproc)]
 
 
 def expected_step(step: int) -> list[tuple[int, str, str, str]]:
@@ -85,3 +85,15 @@ def test_sigterm_stop_and_missing_rank(tmp_path: Path) -> None:
     )
     assert missing["sent"] < 1.0
     assert 1.0 < missing["waited"] < 10.0
+
+
+def test_bruck_rounds_on_gloo(tmp_path: Path) -> None:
+    """On 3 real gloo ranks Bruck's rounds give exactly gloo's ring matrix, and the reducer over
+    them reduces exactly (weighted mean, sum of ints)."""
+    ranks = launch(tmp_path, "bruck", nproc=3)
+    assert [r["same"] for r in ranks] == [[True, True, True]] * 3
+    expected = []
+    for step in range(5):
+        mean = sum((r + step) * (r + 1) for r in range(3)) / 6
+        expected += [[step, "train", "loss", mean], [step, "train", "n", 3]]
+    assert [r["seen"] for r in ranks] == [expected] * 3

@@ -7,6 +7,7 @@ test_reduce.py and test_logger_async_ddp.py.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from expmate.reduction import Columns
-from expmate.torch import _device_copy
+from expmate.torch import _device_copy, _transport
 from expmate.torch.reduce import (
     LocalTransport,
     MetricMismatchError,
@@ -431,3 +432,38 @@ def test_cuda_values_reach_the_host_without_a_sync() -> None:
         torch.cuda.set_sync_debug_mode("default")
     assert copy.paths == [_device_copy.CUDA]
     assert copy.result() == [0.75, 7.0]
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4, 5, 7, 8])
+def test_bruck_all_gather_gives_every_row_in_rank_order(world: int) -> None:
+    """Bruck's rounds (what GlooTransport uses from 4 ranks on) give each rank the same matrix
+    as a ring would, for any number of ranks, in ceil(log2 W) exchanges."""
+    boxes: dict[tuple[int, int, int], Any] = {}
+    ready = threading.Condition()
+    rounds: dict[int, int] = {}
+    out: dict[int, torch.Tensor] = {}
+
+    def rank_main(rank: int) -> None:
+        turn = [0]
+
+        def exchange(rows: torch.Tensor, to: int, source: int) -> torch.Tensor:
+            with ready:
+                boxes[(rank, to, turn[0])] = rows.clone()
+                ready.notify_all()
+                ready.wait_for(lambda: (source, rank, turn[0]) in boxes, timeout=10)
+                got = boxes[(source, rank, turn[0])]
+            turn[0] += 1
+            return got
+
+        row = torch.arange(3, dtype=torch.float64) + 10 * rank
+        out[rank] = _transport.bruck_all_gather(row, rank, world, exchange)
+        rounds[rank] = turn[0]
+
+    threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(world)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    expected = torch.stack([torch.arange(3, dtype=torch.float64) + 10 * r for r in range(world)])
+    assert all(torch.equal(out[r], expected) for r in range(world))
+    assert set(rounds.values()) == {math.ceil(math.log2(world))}

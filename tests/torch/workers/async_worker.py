@@ -6,7 +6,9 @@ Usage: async_worker.py OUT_DIR MODE, MODE one of:
   (sync_every=3), ints that stay ints, get_best_metric waiting for what is in flight, close()
   with a collective in flight, a skipped step on rank 1 and the recovery after it;
 - ``stop``: SIGTERM to rank 1 with stop signals on, should_stop() on both ranks; then rank 1
-  stops logging and rank 0 must fail at its next sync point, naming rank 1.
+  stops logging and rank 0 must fail at its next sync point, naming rank 1;
+- ``bruck`` (any number of ranks): the gloo transport's Bruck rounds against gloo's ring, and a
+  reducer over them.
 
 Each rank writes ``OUT_DIR/rank{r}.json`` with what it observed; the runs write their files in
 ``OUT_DIR/<name>``.
@@ -25,7 +27,8 @@ from typing import Any
 import torch
 
 from expmate import ExperimentLogger, run_end
-from expmate.torch import MetricMismatchError, SyncTimeoutError, mp
+from expmate.torch import MetricMismatchError, MetricReducer, SyncTimeoutError, mp
+from expmate.torch.reduce import GlooTransport
 
 SAMPLES = (30, 10)
 
@@ -137,10 +140,28 @@ def stop_mode(out: Path, rank: int) -> dict[str, Any]:
     return {"stop": stop_run(out, rank), "missing": missing_run(out, rank)}
 
 
+def bruck_mode(out: Path, rank: int) -> dict[str, Any]:
+    """Bruck's rounds on real gloo give the ring's matrix; a reducer over them is exact."""
+    bruck, ring = GlooTransport(30, bruck_from=2), GlooTransport(30, bruck_from=10**9)
+    same = []
+    for width in (1, 7, 40):
+        row = torch.arange(width, dtype=torch.float64) + 1000 * rank
+        same.append(torch.equal(bruck.all_gather(row).clone(), ring.all_gather(row).clone()))
+    ring.close()
+    seen: list[Any] = []
+    reducer = MetricReducer(lambda *a: seen.append(list(a)), transport=bruck, sync_every=2)
+    for step in range(5):
+        reducer.add(step, "train", "loss", float(rank + step), "mean", float(rank + 1))
+        reducer.add(step, "train", "n", rank, "sum", 1.0)
+    reducer.close()
+    return {"same": same, "seen": seen}
+
+
 def main() -> None:
     out, mode = Path(sys.argv[1]), sys.argv[2]
     rank, _, _ = mp.setup_ddp("gloo", timeout=60)
-    result = {"values": values_mode, "stop": stop_mode}[mode](out, rank)
+    modes = {"values": values_mode, "stop": stop_mode, "bruck": bruck_mode}
+    result = modes[mode](out, rank)
     (out / f"rank{rank}.json").write_text(json.dumps(result))
     sys.stdout.flush()
     if mode == "stop":
