@@ -144,9 +144,14 @@ class _Worker:
 
 
 def _worse(first: BaseException | None, second: BaseException | None) -> BaseException | None:
-    """The error to raise of two: a failed collective outranks a mismatch; else the first."""
-    if first is None or (isinstance(second, SyncTimeoutError) and second is not first):
-        return second if second is not None else first
+    """The error to raise of two sync points' errors: a failed collective outranks a mismatch;
+    two mismatches become one error that reports both."""
+    if first is None or second is None or second is first:
+        return first if second is None else second
+    if isinstance(second, SyncTimeoutError) and not isinstance(first, SyncTimeoutError):
+        return second
+    if type(first) is MetricMismatchError and type(second) is MetricMismatchError:
+        return MetricMismatchError(f"{first}\n{second}")
     return first
 
 

@@ -154,6 +154,31 @@ def test_mismatch_in_one_step_of_a_batch() -> None:
     assert steps_of(results[0]["seen"]) == [0, 1, 3, 4, 5]
 
 
+def test_two_failed_sync_points_in_one_call_are_both_reported() -> None:
+    """sync() that collects a failed window and fails its own reports both steps, alike."""
+
+    def body(rank: int, reducer: MetricReducer) -> None:
+        reducer.add(5, "train", "acc", 0.5, ["mean", "max"][rank], 1.0)
+        if rank == 0:
+            reducer.add(5, "val", "extra_loss", 1.0, "mean", 1.0)
+        reducer.add(6, "train", "acc", 0.5, ["mean", "max"][rank], 1.0)  # sends step 5
+        reducer.sync()  # collects step 5, sends and collects step 6
+
+    results = run_ranks(2, body)
+    message = str(results[0]["error"])
+    assert message == str(results[1]["error"])
+    assert [line for line in message.split("\n") if not line.startswith("  ")] == [
+        line.replace("{step}", str(step))
+        for step in (5, 6)
+        for line in [
+            "ranks logged different metrics for step {step}; every rank must log the same "
+            "metrics (split, name and reduce op) for a step and reach sync()/flush()/close() at "
+            "the same points. The values of that step were discarded."
+        ]
+    ]
+    assert "  val/extra_loss: logged by ranks [0], missing on ranks [1]" in message
+
+
 def test_a_skipped_step_is_recovered_from() -> None:
     """Rank 1 skips step 2 entirely: both ranks raise the same error once (at their own next
     sync point), the rank behind drops its step 3, and every later step agrees again."""
