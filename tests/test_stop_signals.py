@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from expmate import ExperimentLogger, run_end, stop_signals
-from tests.helpers import lines_of
+from tests.helpers import lines_of, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -23,15 +22,6 @@ def _forget_signal(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def quiet_logger(run_dir: Path, **kwargs: Any) -> ExperimentLogger:
     return ExperimentLogger(run_dir=run_dir, console_output=False, **kwargs)
-
-
-def wait_for(predicate: Any, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_signals_of() -> None:
@@ -81,8 +71,8 @@ def test_sigusr1_requests_the_stop_flushes_and_keeps_running(tmp_path: Path) -> 
     os.kill(os.getpid(), signal.SIGUSR1)
     assert logger.should_stop() is True
     assert run_end.noted_signal() == "SIGUSR1"
-    assert wait_for(lambda: (tmp_path / "metrics.csv").exists())
-    assert wait_for(lambda: len(lines_of(tmp_path / "exp.log")) == 1)
+    assert wait_until(lambda: (tmp_path / "metrics.csv").exists())
+    assert wait_until(lambda: len(lines_of(tmp_path / "exp.log")) == 1)
     assert lines_of(tmp_path / "exp.log")[0].endswith(" - INFO - before the signal")
     logger.info("after the signal")
     logger.close()

@@ -22,6 +22,7 @@ from expmate.torch.reduce import (
     MetricReducer,
     SyncTimeoutError,
 )
+from tests.helpers import wait_until
 from tests.torch.thread_ranks import run_ranks
 
 
@@ -44,9 +45,7 @@ def test_values_come_out_when_ready_without_the_training_thread() -> None:
         start = time.monotonic()
         reducer.add(1, "train", "loss", 3.0 + rank, "mean", 1.0)  # sends step 0, returns
         seen_by[rank] = [time.monotonic() - start, list(reducer.seen)]  # type: ignore[attr-defined]
-        deadline = time.monotonic() + 10
-        while not reducer.seen and time.monotonic() < deadline:  # type: ignore[attr-defined]
-            time.sleep(0.005)
+        wait_until(lambda: bool(reducer.seen), timeout=10)  # type: ignore[attr-defined]
         seen_by[rank].append(list(reducer.seen))  # type: ignore[attr-defined]
         reducer.add(2, "train", "loss", 5.0 + rank, "mean", 1.0)
         reducer.close()
