@@ -18,7 +18,7 @@ def test_local_reduction_emits_each_value_itself() -> None:
     local = LocalReduction(lambda *a: seen.append(a))
     local.add(0, "val", "loss", 0.5, "mean", 0.0)
     local.add(0, "val", "n", 3, "sum", 1.0)
-    for call in (local.sync, local.wait, local.collect, local.close, local.abandon):
+    for call in (local.sync, local.wait, local.close, local.abandon):
         call()
     assert seen == [(0, "val", "loss", 0.5), (0, "val", "n", 3)]
 
