@@ -11,6 +11,9 @@ read again by the code that honours it on every call, so an assignment takes eff
   logger (files are still written). Read on every message.
 - ``expmate.log_level`` (``EXPMATE_LOG_LEVEL``, default ``"INFO"``): the level of a logger created
   without an explicit ``log_level``. Read when a logger is constructed.
+- ``expmate.capture_git`` (``EXPMATE_CAPTURE_GIT``, default True): False keeps the git state out of
+  ``run.json`` (and writes no ``git.diff``) for loggers created without ``capture_git=``. Read
+  when a logger is constructed.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ timer: bool = _env_bool("EXPMATE_TIMER", True)
 track_metrics: bool = _env_bool("EXPMATE_TRACK_METRICS", True)
 verbose: bool = _env_bool("EXPMATE_VERBOSE", True)
 log_level: str = _env_str("EXPMATE_LOG_LEVEL", "INFO")
+capture_git: bool = _env_bool("EXPMATE_CAPTURE_GIT", True)
 
 _LAZY = {"Config", "ConfigError", "parse_config"}
 
@@ -49,6 +53,7 @@ __all__ = [
     "ConfigError",
     "ExperimentLogger",
     "__version__",
+    "capture_git",
     "log_level",
     "parse_config",
     "timer",

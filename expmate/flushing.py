@@ -12,10 +12,12 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
 from expmate import run_end
+from expmate.sinks.base import report_failure
 
 
 class Flushable(Protocol):
@@ -37,6 +39,7 @@ _thread: threading.Thread | None = None
 _sigterm_installed = False
 _previous_sigterm: Any = None
 _resent = False  # the next SIGTERM is the one _flush_and_resend sent after flushing
+_end_hooks: list[Callable[[], None]] = []
 
 
 def register(logger: Flushable) -> None:
@@ -73,10 +76,24 @@ def _run() -> None:
                 logger.flush_files(now)
 
 
+def at_end(hook: Callable[[], None]) -> None:
+    """Run ``hook`` after the last flush of every open logger, at exit and on SIGTERM.
+
+    For what records how a run ended (``run.json``); a hook that raises is reported once.
+    """
+    _end_hooks.append(hook)
+
+
 def flush_all() -> None:
-    """Flush the files of every open logger (no collectives), at exit or on SIGTERM."""
+    """Flush the files of every open logger (no collectives), then run the end hooks; at exit or
+    on SIGTERM."""
     for logger in _loggers():
         logger.flush_files(wait=False)
+    for hook in list(_end_hooks):
+        try:
+            hook()
+        except Exception as exc:  # noqa: BLE001 - the process is ending: report, never raise
+            report_failure("recording the end of the run", exc)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
-from expmate import flushing
+from expmate import flushing, run_end
 from expmate import stop_signals as stopping
 from expmate.colors import use_color
 from expmate.events import (
@@ -46,6 +47,7 @@ from expmate.spans import StageBlock, StageStack, TimerBlock
 from expmate.values import reduce_op
 
 _ids = itertools.count()
+T = TypeVar("T")
 
 
 def _prepare_run_dir(run_dir: Path) -> None:
@@ -85,11 +87,16 @@ class ExperimentLogger(MetricMethods):
         flush_interval: at most this many seconds pass before buffered lines reach the disk.
         color: force console colors on or off; None decides from NO_COLOR, FORCE_COLOR and the TTY.
         console_stream: where console lines go; None means the current ``sys.stdout``.
+        capture_git: record the git state of the working directory in ``run.json`` (and the
+            uncommitted diff in ``git.diff``); None uses ``expmate.capture_git``.
+        system_metrics: sample process CPU and memory and GPU use every this many seconds, as
+            metrics of split ``system`` (see ``docs/integrations.md``); None samples nothing.
 
     Raises:
         NotADirectoryError, OSError, PermissionError: ``run_dir`` cannot hold the run's files.
         ValueError: an unknown level, reduction, signal or a non-positive interval.
         RuntimeError: ``stop_signals`` off the main thread, or under torchrun without a group.
+        TypeError: ``capture_git`` is not a bool or None.
 
     Example:
         >>> logger = ExperimentLogger(run_dir="runs/exp1", console_output=False)  # doctest: +SKIP
@@ -113,8 +120,22 @@ class ExperimentLogger(MetricMethods):
         flush_interval: float = 1.0,
         color: bool | None = None,
         console_stream: IO[str] | None = None,
+        capture_git: bool | None = None,
+        system_metrics: float | None = None,
     ) -> None:
         pkg = sys.modules["expmate"]
+        if capture_git is None:
+            capture_git = bool(pkg.capture_git)
+        elif not isinstance(capture_git, bool):
+            raise TypeError(f"capture_git must be True, False or None, not {capture_git!r}")
+        if system_metrics is not None and not (
+            isinstance(system_metrics, (int, float))
+            and not isinstance(system_metrics, bool)
+            and 0 < system_metrics < math.inf
+        ):
+            raise ValueError(
+                f"system_metrics must be a positive number of seconds or None, not {system_metrics!r}"
+            )
         self.level = level_name(log_level if log_level is not None else pkg.log_level)
         self._levelno = LEVELS[self.level]
         self.default_reduce = reduce_op(reduce)
@@ -189,12 +210,32 @@ class ExperimentLogger(MetricMethods):
         self.closed = False
         flushing.register(self)
         self._opened(resumed)
+        self._ending: BaseException | None = None
+        self._start_extras(capture_git, system_metrics)
         if distributed and (self.default_reduce is not None or signums):
             # A logger that reduces by default (or agrees on a stop) joins the reduction group
             # now (every rank builds its logger at the same point), so sync()/flush()/close()
             # are collectives from the start, on every rank alike.
             self._router.start()
-        stopping.enable(self._router, signums)
+        stopping.enable(self, signums)
+
+    def _start_extras(self, capture_git: bool, system_metrics: float | None) -> None:
+        """``run.json`` (rank 0; every rank publishes its host, no collective) and the system
+        metrics thread."""
+        from expmate import provenance
+
+        self._run_record = provenance.start(
+            self.run_dir,
+            run_id=self.run_id,
+            rank=self.rank,
+            world_size=self.world_size,
+            capture_git=capture_git,
+        )
+        self._system: Any = None
+        if system_metrics is not None:
+            from expmate.system_metrics import SystemMetrics
+
+            self._system = SystemMetrics(self._metrics, float(system_metrics), self.warning)
 
     def _opened(self, resumed: bool) -> None:
         """Record what the run directory should know about how this process started."""
@@ -364,6 +405,42 @@ class ExperimentLogger(MetricMethods):
             limiter = self._limiters[key] = RateLimiter(every, seconds)
         return RateLimitBlock(limiter, self._quiet)
 
+    # ------------------------------------------------------------------ progress
+
+    def progress(
+        self,
+        iterable: Iterable[T],
+        total: int | None = None,
+        desc: str | None = None,
+        postfix: str | Sequence[str] | None = None,
+        *,
+        seconds: float = 30.0,
+    ) -> Iterable[T]:
+        """Iterate over ``iterable`` with a progress bar, once per job.
+
+        On global rank 0 with the console on a terminal and tqdm installed: a tqdm bar (steps/s,
+        ETA, and the latest value of each ``postfix`` metric), kept out of the files. On rank 0
+        otherwise: an INFO line at most every ``seconds`` seconds and one at the end. On other
+        ranks: ``iterable`` itself.
+
+        Args:
+            iterable: what to iterate over.
+            total: the number of items; None uses ``len(iterable)`` when it has one.
+            desc: a label shown before the bar.
+            postfix: metrics to show, as ``"split/name"`` (``["train/loss"]``).
+            seconds: the interval of the line-by-line form.
+
+        Raises:
+            TypeError, ValueError: a bad ``total``, ``desc``, ``postfix`` entry or ``seconds``.
+
+        Example:
+            >>> for batch in logger.progress(loader, desc="epoch 0", postfix=["train/loss"]):
+            ...     ...  # doctest: +SKIP
+        """
+        from expmate.progress import progress
+
+        return progress(self, iterable, total=total, desc=desc, postfix=postfix, seconds=seconds)
+
     # ------------------------------------------------------------------ custom handler
 
     @property
@@ -455,14 +532,19 @@ class ExperimentLogger(MetricMethods):
         try:
             self._router.close(sync=sync)
         finally:
+            if self._system is not None:
+                self._system.stop()
             self.flush_files()
             self.closed = True
             flushing.unregister(self)
-            stopping.disable(self._router)
+            stopping.disable(self)
             with self._io_lock, self._lock:
                 self._jsonl.close()
                 self._human.close()
                 self._metrics.close()
+            if self._run_record is not None:
+                # An exception on its way out (close() in a `finally`) is how the run ended.
+                self._run_record.finish(run_end.outcome(self._ending or sys.exc_info()[1]))
 
     def __enter__(self) -> ExperimentLogger:
         return self
@@ -474,6 +556,7 @@ class ExperimentLogger(MetricMethods):
         tb: TracebackType | None,
     ) -> None:
         # On an exception other ranks may never reach a collective: close without one.
+        self._ending = exc
         self.close(sync=exc_type is None)
 
     def __repr__(self) -> str:

@@ -3,9 +3,10 @@
 With ``ExperimentLogger(..., stop_signals=True)`` such a signal no longer ends the process: the
 handler here notes the signal for the run's end record (:func:`expmate.run_end.note_signal`),
 asks the logger for the agreed stop (``request_stop()``: every rank's ``should_stop()`` turns
-True at the same step), and flushes every logger's files from a helper thread (never from inside
+True at the same step), and flushes that logger's files from a helper thread (never from inside
 the handler, which may have interrupted a flush). The training loop then saves a checkpoint at a
-safe point and leaves.
+safe point and leaves. Nothing here records the end of the run (``run.json``, the end hooks of
+:func:`expmate.flushing.flush_all`): the run goes on, and its ``close()`` records how it ended.
 
 How this meets :mod:`expmate.flushing`'s SIGTERM handler (flush, then die of the signal): that
 handler is installed when the first logger is built. Enabling stop signals installs this handler
@@ -26,7 +27,7 @@ from collections.abc import Iterable
 from types import FrameType
 from typing import Any, Protocol
 
-from expmate import flushing, run_end
+from expmate import run_end
 
 _DEFAULT_NAMES = ("SIGTERM", "SIGUSR1")
 _UNCATCHABLE = {"SIGKILL", "SIGSTOP"}
@@ -34,6 +35,8 @@ _UNCATCHABLE = {"SIGKILL", "SIGSTOP"}
 
 class StopTarget(Protocol):
     def request_stop(self) -> None: ...
+
+    def flush_files(self, now: float | None = None, *, wait: bool = True) -> None: ...
 
 
 _lock = threading.RLock()  # re-entrant: the handler may run while the main thread holds it
@@ -122,7 +125,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     run_end.note_signal(signum)
     for target in targets:
         target.request_stop()
-    _flush_soon()
+    _flush_soon(targets)
 
 
 def _pass_on(signum: int, frame: FrameType | None) -> None:
@@ -135,12 +138,19 @@ def _pass_on(signum: int, frame: FrameType | None) -> None:
         os.kill(os.getpid(), signum)
 
 
-def _flush_soon() -> None:
-    """Flush every logger's files from a helper thread (the handler may have interrupted one)."""
+def _flush_soon(targets: list[Any]) -> None:
+    """Flush the targets' files from a helper thread (the handler may have interrupted a flush,
+    which the helper then waits for)."""
+
+    def flush() -> None:
+        for target in targets:
+            target.flush_files()
+
     try:
-        threading.Thread(target=flushing.flush_all, name="expmate-stop-flush", daemon=True).start()
+        threading.Thread(target=flush, name="expmate-stop-flush", daemon=True).start()
     except RuntimeError:  # the interpreter is shutting down: no new threads
-        flushing.flush_all()
+        for target in targets:
+            target.flush_files(wait=False)
 
 
 def _after_fork_in_child() -> None:

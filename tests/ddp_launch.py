@@ -7,13 +7,17 @@ torchrun, not its workers).
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +44,8 @@ class LaunchResult:
 
 
 def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for workers: one thread each, the repo importable, no colors."""
+    """The environment for workers: one thread each, the repo importable, no colors, no git
+    capture."""
     env = dict(os.environ)
     env.update(
         OMP_NUM_THREADS="1",
@@ -48,6 +53,8 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
         NO_COLOR="1",
         GLOO_SOCKET_IFNAME="lo",
+        # run.json without the git state of the repository the tests run from (conftest.py).
+        EXPMATE_CAPTURE_GIT="0",
     )
     env.pop("FORCE_COLOR", None)
     for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
@@ -108,3 +115,28 @@ def torchrun(
         launcher += ["--master-addr=127.0.0.1", f"--master-port={free_port()}"]
     argv = [*launcher, *extra_torchrun_args, str(script), *args]
     return run_group(argv, timeout=timeout, env=worker_env(env), cwd=cwd)
+
+
+def launch_once(
+    name: str, request: Any, tmp_path_factory: Any, launch: Callable[[Path], LaunchResult]
+) -> tuple[Path, LaunchResult]:
+    """Run ``launch(run_dir)`` once per test session, even when pytest-xdist spreads the tests
+    that share it over several workers (they wait on a lock file and read the first result).
+
+    Args:
+        name: names the shared run directory (one per kind of launch).
+        request, tmp_path_factory: the fixture's pytest objects.
+        launch: starts the job in the given (existing) run directory and returns its result.
+    """
+    if not hasattr(request.config, "workerinput"):
+        run_dir = tmp_path_factory.mktemp(name)
+        return run_dir, launch(run_dir)
+    shared = tmp_path_factory.getbasetemp().parent / f"{name}_shared"
+    shared.mkdir(exist_ok=True)
+    with (shared / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = shared / "launch.json"
+        if not record.exists():
+            (shared / "run").mkdir(exist_ok=True)
+            record.write_text(json.dumps(asdict(launch(shared / "run"))))
+        return shared / "run", LaunchResult(**json.loads(record.read_text()))

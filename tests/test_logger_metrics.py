@@ -398,6 +398,7 @@ def test_run_directory_holds_no_temporary_files(tmp_path: Path) -> None:
         "events.jsonl",
         "exp.log",
         "metrics.csv",
+        "run.json",
     ]
 
 

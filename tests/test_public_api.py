@@ -30,6 +30,7 @@ def test_all_is_pinned() -> None:
         "ConfigError",
         "ExperimentLogger",
         "__version__",
+        "capture_git",
         "log_level",
         "parse_config",
         "timer",

@@ -145,8 +145,9 @@ class AppendFile:
             self._fd = None
 
 
-def replace_file(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``.
+def replace_file(path: Path, text: str | bytes) -> None:
+    """Write ``text`` (UTF-8, or bytes as they are) to a temporary file beside ``path``, then
+    rename it over ``path``.
 
     A reader (or a process killed at any instant) sees the old file or the new one, never part of
     one. The file gets the usual ``0644`` permissions.
@@ -156,10 +157,11 @@ def replace_file(path: Path, text: str) -> None:
     """
     import tempfile  # only here: it is slow to import and needed only at a flush
 
+    data = text.encode("utf-8") if isinstance(text, str) else text
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import IO, Any
 
 from expmate import colors
@@ -36,6 +37,13 @@ class ConsoleSink:
     def __init__(self, stream: IO[str] | None = None, *, color: bool = False) -> None:
         self._stream = stream
         self.color = color
+        # Set while a progress bar occupies the stream: writes a line without breaking the bar.
+        self.write_hook: Callable[[str], Any] | None = None
+
+    @property
+    def stream(self) -> Any:
+        """The stream lines go to now."""
+        return self._stream if self._stream is not None else sys.stdout
 
     def format(self, event: Event) -> str:
         """The console line for ``event`` (without the newline)."""
@@ -52,16 +60,19 @@ class ConsoleSink:
         return f"{clock} - {level_color}{event.level}{colors.RESET} - {text}"
 
     def emit(self, event: Event) -> None:
-        stream: Any = self._stream if self._stream is not None else sys.stdout
+        hook = self.write_hook
         try:
-            stream.write(self.format(event) + "\n")
+            if hook is None:
+                stream: Any = self._stream if self._stream is not None else sys.stdout
+                stream.write(self.format(event) + "\n")
+            else:
+                hook(self.format(event) + "\n")
         except (OSError, ValueError) as exc:
             report_failure("console output", exc)
 
     def flush(self) -> None:
-        stream: Any = self._stream if self._stream is not None else sys.stdout
         try:
-            stream.flush()
+            self.stream.flush()
         except (OSError, ValueError, AttributeError) as exc:
             report_failure("console output", exc)
 

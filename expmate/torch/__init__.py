@@ -1,4 +1,5 @@
-"""PyTorch integration: torchrun set-up and rank helpers (``mp``), cross-rank metric reduction.
+"""PyTorch integration: torchrun set-up and rank helpers (``mp``), cross-rank metric reduction,
+and checkpoints that agree with the metrics (``CheckpointManager``).
 
 Importing it imports torch; ``import expmate`` alone does not.
 
@@ -11,6 +12,15 @@ Example:
 from __future__ import annotations
 
 from expmate.torch import mp
+from expmate.torch.checkpoint import CheckpointError, CheckpointManager, CheckpointSyncError
 from expmate.torch.reduce import MetricMismatchError, MetricReducer, SyncTimeoutError
 
-__all__ = ["MetricMismatchError", "MetricReducer", "SyncTimeoutError", "mp"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointManager",
+    "CheckpointSyncError",
+    "MetricMismatchError",
+    "MetricReducer",
+    "SyncTimeoutError",
+    "mp",
+]

@@ -68,6 +68,7 @@ def test_guide_ddp_example_under_torchrun(script: Path, tmp_path: Path) -> None:
         "events_rank1.jsonl",
         "exp.log",
         "exp_rank1.log",
+        "run.json",
     ]
     assert messages(run_dir / "exp.log") == ["Training on 2 GPUs", "Rank 0: Processing batch"]
     assert messages(run_dir / "exp_rank1.log") == ["Rank 1: Processing batch"]
@@ -89,5 +90,5 @@ def test_guide_ddp_example_without_torchrun(script: Path, tmp_path: Path) -> Non
         [sys.executable, str(script), str(run_dir)], timeout=60, env=worker_env({"NO_COLOR": "1"})
     )
     assert result.returncode == 0, result.output
-    assert sorted(p.name for p in run_dir.iterdir()) == ["events.jsonl", "exp.log"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["events.jsonl", "exp.log", "run.json"]
     assert messages(run_dir / "exp.log") == ["Training on 1 GPUs", "Rank 0: Processing batch"]

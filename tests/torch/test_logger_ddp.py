@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import csv
-import fcntl
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.ddp_launch import REPO_ROOT, LaunchResult, run_group, torchrun, worker_env
+from tests.ddp_launch import (
+    REPO_ROOT,
+    LaunchResult,
+    launch_once,
+    run_group,
+    torchrun,
+    worker_env,
+)
 
 WORKERS = Path(__file__).parent / "workers"
 EXAMPLE = REPO_ROOT / "examples" / "ddp" / "train.py"
@@ -45,18 +50,8 @@ def main_run(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> tuple[Path, LaunchResult]:
     """One launch of the main worker, shared by the tests of this module (and by the pytest-xdist
-    workers of one session, through a lock file, so the job runs once)."""
-    if not hasattr(request.config, "workerinput"):
-        run_dir = tmp_path_factory.mktemp("ddp_main")
-        return run_dir, _launch_main(run_dir)
-    shared = tmp_path_factory.getbasetemp().parent / "ddp_main_shared"
-    shared.mkdir(exist_ok=True)
-    with (shared / "lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        record = shared / "launch.json"
-        if not record.exists():
-            record.write_text(json.dumps(asdict(_launch_main(shared / "run"))))
-        return shared / "run", LaunchResult(**json.loads(record.read_text()))
+    workers of one session, so the job runs once)."""
+    return launch_once("ddp_main", request, tmp_path_factory, _launch_main)
 
 
 def test_file_names_per_rank(main_run: tuple[Path, LaunchResult]) -> None:
@@ -72,6 +67,7 @@ def test_file_names_per_rank(main_run: tuple[Path, LaunchResult]) -> None:
         "main_only.txt",
         "metrics.csv",
         "metrics_rank1.csv",
+        "run.json",
     ]
     assert "Rank 1: hello" in (run_dir / "exp_rank1.log").read_text()
     assert "Rank 1: hello" not in (run_dir / "exp.log").read_text()
@@ -134,6 +130,7 @@ def test_generated_run_dir_is_shared(main_run: tuple[Path, LaunchResult]) -> Non
         "events_rank1.jsonl",
         "exp.log",
         "exp_rank1.log",
+        "run.json",
     ]
 
 

@@ -145,6 +145,9 @@ def test_two_nodes_on_one_machine(tmp_path: Path) -> None:
     assert console.count("Rank 0: hello") == 1 and "Rank 1: hello" not in console
     assert "Rank 1: hello" in (tmp_path / "exp_rank1.log").read_text()
     assert (tmp_path / "metrics.csv").read_text().splitlines()[1].startswith("0,val,loss,0.5,")
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert [(r["rank"], r["local_rank"]) for r in record["ranks"]] == [(0, 0), (1, 0)]
+    assert record["torchrun"]["group_world_size"] == 2
 
 
 @pytest.mark.ddp
@@ -164,3 +167,10 @@ def test_restart_after_a_worker_dies(tmp_path: Path) -> None:
     last = (tmp_path / "metrics.csv").read_text().splitlines()[-1]
     assert last.startswith("5,train,loss,5.5,")
     assert "Restarted by torchrun (restart 1)" in (tmp_path / "exp.log").read_text()
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert (record["status"], record["torchrun"]["restart_count"]) == ("finished", 1)
+    (earlier,) = record["previous"]
+    assert (earlier["torchrun"]["restart_count"], earlier["run_id"]) == (0, "restart")
+    # The attempt recorded its end: rank 0's sync failed as rank 1 died, or torchrun's SIGTERM
+    # (sent to stop the attempt) came first; which one wins is a race in torchrun.
+    assert earlier["status"] in ("failed", "interrupted") and earlier["end_time"] is not None
