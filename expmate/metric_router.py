@@ -121,8 +121,15 @@ class MetricRouter:
         track_best: bool,
         mode: str | None,
     ) -> None:
-        self._store.key(split, name)  # validates split and name before anything is buffered
-        self._options[(split, name)] = (track_best, mode)
+        key = (split, name)
+        try:
+            options = self._options.get(key)
+        except TypeError:  # unhashable: the validation below names it
+            options = None
+        if options is None:
+            self._store.key(split, name)  # validates split and name before anything is buffered
+        if options is None or options[0] is not track_best or options[1] != mode:
+            self._options[key] = (track_best, mode)
         if step != self._last_step:
             self._last_step = step
             walls = self._walls

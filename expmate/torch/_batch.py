@@ -8,7 +8,6 @@ same row of the matrix it sends, whatever steps it skipped.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -76,15 +75,23 @@ class StepValues:
         ]
 
 
-@dataclass(frozen=True)
 class Slot:
-    """One step of a job: where it goes in the matrix, its values and how they are laid out."""
+    """One step of a job: where it goes in the matrix, its values and how they are laid out.
 
-    index: int
-    values: StepValues
-    plan: Plan
-    known: bool
-    """Its layout was agreed before (the fast path can carry it)."""
+    Args:
+        index: its row in the window.
+        values: the step's buffered values.
+        plan: how they map onto their layout.
+        known: the layout was agreed before (the fast path can carry it).
+    """
+
+    __slots__ = ("index", "known", "plan", "values")
+
+    def __init__(self, index: int, values: StepValues, plan: Plan, known: bool) -> None:
+        self.index = index
+        self.values = values
+        self.plan = plan
+        self.known = known
 
 
 def start_copy(slots: list[Slot], pinned: Any) -> HostCopy | None:
