@@ -167,10 +167,12 @@ class Exchange:
                 stats_i = ColumnStats(payload_matrix(payloads, agreed))
                 reduced[index] = _rows(slot, reduce_columns(agreed, stats_i))
         job.emits = [row for index in sorted(reduced) for row in reduced[index]]
-        self._control(job, matrix[:, :CONTROL].tolist(), failures)
+        if failures or not all(stats.min(c) == stats.max(c) for c in range(CONTROL)):
+            self._control(job, matrix[:, :CONTROL].tolist(), failures)
 
     def _control(self, job: Job, control: list[list[float]], failures: list[Any]) -> None:
-        """Who is behind, who closed, and the mismatch message: the same on every rank."""
+        """Who is behind, who closed, and the mismatch message: the same on every rank (only
+        needed when the ranks' control columns or steps differ)."""
         notes = []
         active = [(rank, row[2]) for rank, row in enumerate(control) if row[0]]
         windows = sorted({window for _, window in active})

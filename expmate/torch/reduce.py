@@ -215,6 +215,7 @@ class MetricReducer:
         self._pinned = PinnedBuffers()
         self._forked = False
         self._closed = False
+        self._unusable = False  # closed, broken, ended or forked: add() must check which
         _LIVE.append(weakref.ref(self))
 
     @property
@@ -244,8 +245,19 @@ class MetricReducer:
             weight = weight_value(weight)
         if type(step) is not int:
             step = step_value(step)
-        if self._closed or self._broken is not None or self._ended is not None or self._forked:
+        if self._unusable:
             self._check_usable()
+        current = self._current
+        error = None
+        if current is None or current.step != step:
+            current, error = self._step_values(step)
+        current.put(split, name, op, value, weight)
+        if error is not None:
+            raise error
+
+    def _step_values(self, step: int) -> tuple[StepValues, BaseException | None]:
+        """The buffer of a step not buffered last; the first of a new window is a sync point,
+        whose error is returned (the caller buffers its value first, then raises it)."""
         every = self._every
         window = step if every == 1 else step // every
         error = None
@@ -253,16 +265,12 @@ class MetricReducer:
             if self._window is not None:
                 error = self._advance()
             self._window = window
-        current = self._current
-        if current is None or current.step != step:
-            index = step - window * every
-            current = self._slots.get(index)
-            if current is None:
-                current = self._slots[index] = StepValues(step)
-            self._current = current
-        current.put(split, name, op, value, weight)
-        if error is not None:
-            raise error
+        index = step - window * every
+        current = self._slots.get(index)
+        if current is None:
+            current = self._slots[index] = StepValues(step)
+        self._current = current
+        return current, error
 
     def add_columns(self, columns: Columns) -> None:
         """Send ``columns`` in every collective from the next sync point on (see the module
@@ -314,7 +322,7 @@ class MetricReducer:
                     self._post(job)
                     error = _worse(error, self._consume())
         finally:
-            self._closed = True
+            self._closed = self._unusable = True
             self._release()
         if error is not None:
             raise error
@@ -326,7 +334,7 @@ class MetricReducer:
             return
         if self._inflight is not None and self._inflight.done.is_set():
             self._inflight = None
-        self._closed = True
+        self._closed = self._unusable = True
         self._release()
 
     # ------------------------------------------------------------------ the pipeline
@@ -421,6 +429,7 @@ class MetricReducer:
             return None
         self._inflight = None
         if not job.done.wait(self._wait_limit):
+            self._unusable = True
             self._broken = SyncTimeoutError(
                 f"metric sync on rank {self._transport.rank} at "
                 f"{format_steps(job.steps) if job.steps else 'a sync with nothing buffered'} "
@@ -432,7 +441,7 @@ class MetricReducer:
     def _apply_control(self, job: Job) -> BaseException | None:
         """What only a sync point may change: errors, the catch-up, the ride-along columns."""
         if job.failure is not None:
-            self._broken = job.failure
+            self._broken, self._unusable = job.failure, True
             return job.failure
         if job.reduced_columns is not None:
             at = 0
@@ -449,18 +458,21 @@ class MetricReducer:
             return None
         error = MetricMismatchError(job.mismatch)
         if job.ended:
-            self._ended = error
+            self._ended, self._unusable = error, True
         return error
 
     def _remember(self, layout: Layout) -> None:
         # Every rank applies the same sequence of layouts (in step order, one job after the
         # other, before the next job is packed), so the row width, the widest remembered
         # layout, is the same on every rank.
-        self._layouts[layout.ident] = layout
-        self._layouts.move_to_end(layout.ident)
-        while len(self._layouts) > _LAYOUTS_KEPT:
-            self._layouts.popitem(last=False)
-        self._row_width = max(lay.width for lay in self._layouts.values())
+        layouts = self._layouts
+        if layout.ident in layouts:
+            layouts.move_to_end(layout.ident)  # the widths are unchanged
+            return
+        layouts[layout.ident] = layout
+        while len(layouts) > _LAYOUTS_KEPT:
+            layouts.popitem(last=False)
+        self._row_width = max(lay.width for lay in layouts.values())
 
     def _release(self) -> None:
         busy = self._inflight is not None  # its thread may still be inside a collective
@@ -489,7 +501,7 @@ class MetricReducer:
 
     def _after_fork(self) -> None:
         # The thread and the group belong to the parent; the child must not touch them.
-        self._forked = True
+        self._forked = self._unusable = True
         self._worker = None
         self._inflight = None
 
