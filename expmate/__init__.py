@@ -20,12 +20,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from expmate.attempts import RunDirInUseError
 from expmate.flags import env_bool as _env_bool
 from expmate.flags import env_str as _env_str
 from expmate.logger import ExperimentLogger
 
 if TYPE_CHECKING:
     from expmate.config import Config, ConfigError, parse_config
+    from expmate.runs import load_run, load_runs, runs_table
 
 __version__ = "0.1.0"
 
@@ -35,16 +37,25 @@ verbose: bool = _env_bool("EXPMATE_VERBOSE", True)
 log_level: str = _env_str("EXPMATE_LOG_LEVEL", "INFO")
 capture_git: bool = _env_bool("EXPMATE_CAPTURE_GIT", True)
 
-_LAZY = {"Config", "ConfigError", "parse_config"}
+# name -> the module that defines it, loaded on first use
+_LAZY = {
+    "Config": "config",
+    "ConfigError": "config",
+    "parse_config": "config",
+    "load_run": "runs",
+    "load_runs": "runs",
+    "runs_table": "runs",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # The configuration module (and what it imports) loads on first use, keeping
-    # ``import expmate`` about as fast as importing the standard logging module.
-    if name in _LAZY:
-        from expmate import config
+    # The configuration and run-reading modules (and what they import) load on first use,
+    # keeping ``import expmate`` about as fast as importing the standard logging module.
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
 
-        return getattr(config, name)
+        return getattr(importlib.import_module(f"expmate.{module}"), name)
     raise AttributeError(f"module 'expmate' has no attribute {name!r}")
 
 
@@ -52,10 +63,14 @@ __all__ = [
     "Config",
     "ConfigError",
     "ExperimentLogger",
+    "RunDirInUseError",
     "__version__",
     "capture_git",
+    "load_run",
+    "load_runs",
     "log_level",
     "parse_config",
+    "runs_table",
     "timer",
     "track_metrics",
     "verbose",

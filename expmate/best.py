@@ -2,7 +2,9 @@
 
 ``best.json`` maps ``{split}_{name}`` to ``{"value", "step", "mode"}``. Updates happen in memory;
 the file is replaced atomically (temp file + ``os.replace``) when the logger flushes, so an improving
-loss costs no file write per call and a kill at any instant leaves the old or the new file.
+loss costs no file write per call and a kill at any instant leaves the old or the new file. The
+file only ever names rows that reached ``metrics.csv``: a best whose row could not be written (a
+full disk) is kept in memory but not saved (:meth:`BestTracker.settle`).
 """
 
 from __future__ import annotations
@@ -127,6 +129,9 @@ def check_mode(mode: str | None) -> None:
         raise ValueError(f"mode must be 'min', 'max' or None (detect from the name), not {mode!r}")
 
 
+Entry = tuple[float, int, str]  # (value, step, mode) of one best, as taken at a flush
+
+
 class BestTracker:
     """Keeps the best value of each tracked metric and persists them to ``best.json``.
 
@@ -138,9 +143,13 @@ class BestTracker:
         self.path = path
         # key -> [value, step, mode]; a list so an update is three stores, no allocation.
         self._best: dict[str, list[Any]] = {}
+        self._saved: dict[str, Entry] = {}  # what best.json holds (or is about to)
+        self._unsaved: dict[str, Entry] = {}  # bests whose row never reached the disk
+        self._stale = False  # the last write of best.json failed: write it again
         self.dirty = False
         if path is not None:
             self._load(path)
+            self._saved = {k: (e[0], e[1], e[2]) for k, e in self._best.items()}
 
     def _load(self, path: Path) -> None:
         try:
@@ -187,30 +196,75 @@ class BestTracker:
         return {"value": entry[0], "step": entry[1], "mode": entry[2]}
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
-        """All bests, as written to ``best.json``."""
+        """All bests (in memory: also those whose row could not be written)."""
         return {key: {"value": e[0], "step": e[1], "mode": e[2]} for key, e in self._best.items()}
 
-    def snapshot(self) -> str | None:
-        """The text of ``best.json`` if anything changed since the last snapshot, else None.
+    def modes(self) -> dict[str, str]:
+        """``{key: mode}`` of every tracked key."""
+        return {key: e[2] for key, e in self._best.items()}
+
+    def replace(self, bests: dict[str, dict[str, Any]]) -> None:
+        """Make ``bests`` (``{key: {"value", "step", "mode"}}``) the bests, e.g. after a resume."""
+        self._best = {k: [e["value"], e["step"], e["mode"]] for k, e in bests.items()}
+        self._unsaved.clear()
+        self.dirty = True
+
+    def snapshot(self) -> dict[str, Entry] | None:
+        """The bests as they are now if anything changed since the last snapshot, else None.
 
         Taken together with the metric rows of the same flush, so ``best.json`` never names a
         step whose row is not yet in ``metrics.csv``.
         """
-        if not self.dirty or self.path is None:
+        if self.path is None or not (self.dirty or self._stale):
             return None
         self.dirty = False
-        return json.dumps(self.as_dict(), indent=2) + "\n"
+        return {k: (e[0], e[1], e[2]) for k, e in self._best.items()}
+
+    def settle(
+        self, snapshot: dict[str, Entry] | None, lost: set[tuple[str, int, float]]
+    ) -> str | None:
+        """The text of ``best.json`` for a :meth:`snapshot` once the rows taken with it were
+        written, or None when the file need not change.
+
+        Args:
+            snapshot: what :meth:`snapshot` returned.
+            lost: ``(key, step, value)`` of the rows of that flush that could not be written; a
+                best among them is not saved (the file keeps the key's previous best) for as
+                long as it stays the best.
+        """
+        if snapshot is None:
+            return None
+        changed = self._stale
+        for key, entry in snapshot.items():
+            if (key, entry[1], entry[0]) in lost:
+                self._unsaved[key] = entry
+                continue
+            if self._unsaved.get(key) == entry:
+                continue
+            self._unsaved.pop(key, None)
+            if self._saved.get(key) != entry:
+                self._saved[key] = entry
+                changed = True
+        for key in [k for k in self._saved if k not in snapshot]:
+            del self._saved[key]  # dropped by a resume
+            changed = True
+        if not changed:
+            return None
+        saved = {k: {"value": e[0], "step": e[1], "mode": e[2]} for k, e in self._saved.items()}
+        return json.dumps(saved, indent=2) + "\n"
 
     def write(self, text: str | None) -> None:
-        """Replace ``best.json`` atomically with a :meth:`snapshot` (None: nothing to do)."""
+        """Replace ``best.json`` atomically with a :meth:`settle` text (None: nothing to do)."""
         if text is None or self.path is None:
             return
         try:
             replace_file(self.path, text)
         except OSError as exc:
             report_failure(f"writing {self.path}", exc)
-            self.dirty = True
+            self._stale = True
+            return
+        self._stale = False
 
     def save(self) -> None:
         """Replace ``best.json`` atomically if anything changed since the last save."""
-        self.write(self.snapshot())
+        self.write(self.settle(self.snapshot(), set()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -18,6 +19,7 @@ from typing import IO, Any, TypeVar
 
 from expmate import flushing, run_end
 from expmate import stop_signals as stopping
+from expmate.attempts import AttemptLog, resume_event, resume_history
 from expmate.colors import use_color
 from expmate.events import (
     KIND_MESSAGE,
@@ -44,7 +46,9 @@ from expmate.sinks import (
     report_failure,
 )
 from expmate.spans import StageBlock, StageStack, TimerBlock
-from expmate.values import reduce_op
+from expmate.summary import FILE_NAME as SUMMARY_FILE
+from expmate.summary import SummaryFile
+from expmate.values import reduce_op, step_value
 
 _ids = itertools.count()
 T = TypeVar("T")
@@ -94,6 +98,8 @@ class ExperimentLogger(MetricMethods):
 
     Raises:
         NotADirectoryError, OSError, PermissionError: ``run_dir`` cannot hold the run's files.
+        RunDirInUseError: another logger (in this process or another) writes this rank's files
+            of ``run_dir``; the message names it (pid, host).
         ValueError: an unknown level, reduction, signal or a non-positive interval.
         RuntimeError: ``stop_signals`` off the main thread, or under torchrun without a group.
         TypeError: ``capture_git`` is not a bool or None.
@@ -173,6 +179,8 @@ class ExperimentLogger(MetricMethods):
         suffix = "" if self.rank == 0 else f"_rank{self.rank}"
         self._text_path = self.run_dir / f"exp{suffix}.log"
         resumed = (self.run_dir / f"events{suffix}.jsonl").exists()
+        # First of all: the lock on this rank's files (one writer), and the restart history.
+        self._attempts = AttemptLog(self.run_dir, self.rank, world_size=self.world_size)
 
         # _lock guards buffers and in-memory state; re-entrant so that a SIGTERM handler running
         # on the main thread inside a logging call can still flush. _io_lock orders flushes; it is
@@ -182,10 +190,14 @@ class ExperimentLogger(MetricMethods):
         uid = next(_ids)
         self._stages: ContextVar[StageStack] = ContextVar(f"expmate_stages_{uid}", default=())
         self._quiet: ContextVar[bool] = ContextVar(f"expmate_quiet_{uid}", default=False)
-        self._jsonl = JsonlSink(
-            self.run_dir / f"events{suffix}.jsonl", run_id=self.run_id, rank=self.rank
-        )
-        self._human: TextLogSink | HandlerSink = TextLogSink(self._text_path)
+        try:
+            self._jsonl = JsonlSink(
+                self.run_dir / f"events{suffix}.jsonl", run_id=self.run_id, rank=self.rank
+            )
+            self._human: TextLogSink | HandlerSink = TextLogSink(self._text_path)
+        except BaseException as exc:
+            self._attempts.close(run_end.outcome(exc))
+            raise
         self._handler: logging.Handler | None = None
         self._console: ConsoleSink | None = None
         if console_output and self.rank == 0:
@@ -195,6 +207,15 @@ class ExperimentLogger(MetricMethods):
             self.run_dir / f"metrics{suffix}.csv",
             self.run_dir / "best.json" if self.rank == 0 else None,
         )
+        self._summary: SummaryFile | None = None
+        if self.rank == 0:
+            self._summary = SummaryFile(
+                self.run_dir / SUMMARY_FILE,
+                run_id=self.run_id,
+                start_time=time.time(),
+                flush_interval=self.flush_interval,
+                world_size=self.world_size,
+            )
         self._router = MetricRouter(
             self._metrics,
             rank=self.rank,
@@ -202,7 +223,7 @@ class ExperimentLogger(MetricMethods):
             default_reduce=self.default_reduce,
             sync_timeout=self.sync_timeout,
             sync_every=sync_every,
-            flush=self.flush_files,
+            flush=functools.partial(self.flush_files, forced=True),
         )
         self._limiters: dict[Any, RateLimiter] = {}
         self._waiting = 0
@@ -348,7 +369,35 @@ class ExperimentLogger(MetricMethods):
             self._waiting += 1
             full = self._waiting >= _MAX_WAITING
         if full:
-            self.flush_files()
+            self.flush_files(forced=True)
+
+    # ------------------------------------------------------------------ resuming from a checkpoint
+
+    def resume(self, step: int) -> None:
+        """Record that training continues from ``step`` (after loading a checkpoint): rewind.
+
+        Rows written before this call with a step >= ``step`` stay in the metrics file but are
+        superseded: readers leave them out, and the best values (``best.json``,
+        :meth:`get_best_metric`) and latest values are recomputed from the rows that survive.
+        Writes a resume marker to ``attempts.jsonl`` and a resume event to ``events.jsonl``.
+        Call it on every rank (no collective), before logging the resumed steps.
+
+        Args:
+            step: the first step the resumed training logs (a checkpoint saved after step S
+                was logged resumes at S + 1).
+
+        Raises:
+            TypeError, ValueError: ``step`` is not an integer.
+        """
+        if self.closed:
+            self._raise_closed()
+        step = step_value(step)
+        self._router.wait()  # reduced values in flight land before the history is rewound
+        self.flush_files()
+        with self._io_lock:
+            marker = resume_history(self._attempts, self._metrics, step)
+        self._dispatch(resume_event(marker, self.run_dir))
+        self.flush_files()
 
     # ------------------------------------------------------------------ stages, timers, rate limits
 
@@ -465,22 +514,40 @@ class ExperimentLogger(MetricMethods):
         """Whether the flush interval has passed (asked by the background flusher)."""
         return now - self._last_flush >= self.flush_interval
 
-    def flush_files(self, now: float | None = None, *, wait: bool = True) -> None:
-        """Write every buffered line and ``best.json`` now; no cross-rank communication.
+    def flush_files(
+        self,
+        now: float | None = None,
+        *,
+        wait: bool = True,
+        end: dict[str, Any] | None = None,
+        forced: bool = False,
+        last: bool = False,
+    ) -> None:
+        """Write every buffered line, ``best.json`` and ``summary.json`` now; no cross-rank
+        communication.
 
         Args:
             now: the time to record as the last flush.
             wait: False when called from a signal handler or at exit: wait at most half a second
                 for a flush in progress elsewhere, then write anyway.
+            end: how the run ended (:func:`expmate.run_end.outcome`), recorded in
+                ``summary.json``; None while it runs.
+            forced: the flush was forced by a full buffer; ``summary.json`` is then rewritten
+                only if its heartbeat is a flush interval old.
+            last: the final flush of :meth:`close`: no later flush (the background flusher may
+                still hold this logger) rewrites ``summary.json``.
         """
         ordered = self._io_lock.acquire(timeout=-1 if wait else 0.5)
         try:
-            self._flush_locked(now)
+            self._flush_locked(now, end, forced, last)
         finally:
             if ordered:
                 self._io_lock.release()
+        flushing.after_flush()  # a signal that arrived during this flush: act on it now
 
-    def _flush_locked(self, now: float | None) -> None:
+    def _flush_locked(
+        self, now: float | None, end: dict[str, Any] | None, forced: bool, last: bool
+    ) -> None:
         try:
             self._metrics.materialize()
         except Exception as exc:  # noqa: BLE001 - a broken device must not stop the flush
@@ -488,15 +555,25 @@ class ExperimentLogger(MetricMethods):
         with self._lock:
             batches = [(f, f.take()) for f in self._files()]
             self._waiting = 0
-        metric_batches, bests = self._metrics.take()
-        for target, lines in batches + metric_batches:
+        summary = self._summary
+        clock = time.time()
+        if summary is not None and (
+            summary.path is None or (forced and clock - summary.written_at < self.flush_interval)
+        ):
+            summary = None
+        metric_batches, bests, entries = self._metrics.take(tracked=summary is not None)
+        for target, lines in batches:
             target.write(lines)
+        self._metrics.write(metric_batches, bests)
         if isinstance(self._human, HandlerSink):
             self._human.flush()
         if self._console is not None:
             self._console.flush()
-        self._metrics.best.write(bests)
-        self._last_flush = time.time() if now is None else now
+        if summary is not None and entries is not None:
+            summary.write(entries, clock, end)
+            if last:
+                summary.path = None  # the run's end is recorded; nothing may overwrite it
+        self._last_flush = clock if now is None else now
 
     def flush(self) -> None:
         """Reduce waiting metrics (a collective under torchrun once reduced metrics were logged),
@@ -518,6 +595,9 @@ class ExperimentLogger(MetricMethods):
         self._waiting = 0
         self._metrics.after_fork()
         self._router.after_fork()
+        if self._summary is not None:
+            self._summary.path = None  # one writer: the parent process
+        self._attempts.detach()
         # A lock held by another thread at the fork stays held forever in the child: renew them.
         self._lock = threading.RLock()
         self._io_lock = threading.Lock()
@@ -525,6 +605,9 @@ class ExperimentLogger(MetricMethods):
     def close(self, *, sync: bool = True) -> None:
         """Reduce what is waiting (unless ``sync=False``), flush and close every file.
 
+        ``summary.json`` and ``run.json`` record how the run ended: finished; failed, with an
+        exception on its way out (a ``with`` block left by it, ``close()`` in a ``finally`` or an
+        ``except``, a final sync that failed); interrupted (Ctrl-C, or a SIGTERM noted before).
         Closing twice is harmless; logging after close raises RuntimeError.
         """
         if self.closed:
@@ -532,9 +615,12 @@ class ExperimentLogger(MetricMethods):
         try:
             self._router.close(sync=sync)
         finally:
+            # An exception on its way out (a `with` block left by it, close() in a `finally`, a
+            # final sync that failed) is how the run ended.
+            end = run_end.outcome(self._ending or sys.exc_info()[1])
             if self._system is not None:
                 self._system.stop()
-            self.flush_files()
+            self.flush_files(end=end, last=True)
             self.closed = True
             flushing.unregister(self)
             stopping.disable(self)
@@ -542,9 +628,9 @@ class ExperimentLogger(MetricMethods):
                 self._jsonl.close()
                 self._human.close()
                 self._metrics.close()
+            self._attempts.close(end)
             if self._run_record is not None:
-                # An exception on its way out (close() in a `finally`) is how the run ended.
-                self._run_record.finish(run_end.outcome(self._ending or sys.exc_info()[1]))
+                self._run_record.finish(end)
 
     def __enter__(self) -> ExperimentLogger:
         return self
@@ -555,7 +641,8 @@ class ExperimentLogger(MetricMethods):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # On an exception other ranks may never reach a collective: close without one.
+        # On an exception other ranks may never reach a collective: close without one. The
+        # exception is how the run ended (summary.json, run.json).
         self._ending = exc
         self.close(sync=exc_type is None)
 

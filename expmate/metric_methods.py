@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from expmate.metric_router import DEFAULT, MetricRouter
+from expmate.metric_store import MetricStore, checked_metrics
 
 
 class MetricMethods:
@@ -20,6 +21,7 @@ class MetricMethods:
     closed: bool
     run_dir: Path
     _router: MetricRouter
+    _metrics: MetricStore
 
     def _raise_closed(self) -> NoReturn:
         raise RuntimeError(
@@ -74,14 +76,16 @@ class MetricMethods:
     ) -> None:
         """Log every ``name: value`` of ``metrics`` for one step and split (modes from the names).
 
+        All or nothing: every item is checked first, so one bad name or value raises before any
+        row is written.
+
+        Raises:
+            TypeError, ValueError: a bad step, split, name or value (named), or not a mapping.
+
         Example:
             >>> logger.log_metrics(3, "val", {"loss": 0.41, "accuracy": 0.9})  # doctest: +SKIP
         """
-        if not isinstance(metrics, Mapping):
-            raise TypeError(
-                f"metrics must be a mapping of name to value, got {type(metrics).__name__}"
-            )
-        for name, value in metrics.items():
+        for name, value in checked_metrics(self._metrics, split, metrics):
             self.log_metric(step, split, name, value, track_best, reduce=reduce, weight=weight)
 
     def sync(self) -> None:

@@ -20,7 +20,15 @@ from expmate.best import check_mode
 from expmate.metric_store import MetricStore
 from expmate.ranks import process_group_ready
 from expmate.reduction import Columns, LocalReduction, Reduction, distributed_reduction
-from expmate.values import metric_value, reduce_op, step_value, weight_value
+from expmate.values import (
+    FLOAT_INT_LIMIT,
+    STEP_MAX,
+    STEP_MIN,
+    metric_value,
+    reduce_op,
+    step_value,
+    weight_value,
+)
 
 DEFAULT: Any = object()
 """``log_metric(reduce=DEFAULT)``: use the logger's default reduction."""
@@ -90,9 +98,12 @@ class MetricRouter:
         Raises:
             TypeError, ValueError: a bad step, split, name, value, mode, reduction or weight.
         """
-        if type(step) is not int:
+        if type(step) is not int or not STEP_MIN <= step <= STEP_MAX:
             step = step_value(step)
-        if type(value) is not float and type(value) is not int:
+        kind = type(value)
+        if kind is not float and (
+            kind is not int or not -FLOAT_INT_LIMIT <= value <= FLOAT_INT_LIMIT
+        ):
             value = metric_value(value, what=f"value of metric {split!r}/{name!r}")
         if mode is not None:
             check_mode(mode)
@@ -221,6 +232,11 @@ class MetricRouter:
         """The latest value of a metric; a reduced one waits for the collective in flight."""
         self._wait_for(split, name)
         return self._store.get_last(split, name)
+
+    def wait(self) -> None:
+        """Wait until the reduction in flight, if any, has recorded its values (no collective)."""
+        if self._reduction is not None:
+            self._reduction.wait()
 
     def _wait_for(self, split: str, name: str) -> None:
         if self._reduction is not None and (split, name) in self._options:

@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from expmate.best import BestTracker, detect_mode
+from expmate.best import BestTracker, Entry, detect_mode
+from expmate.csv_records import read_rows
+from expmate.history import best_of_rows, iter_surviving
 from expmate.sinks import AppendFile, MetricsCsvSink
-from expmate.values import host_floats, text_value
+from expmate.summary import MetricEntry
+from expmate.values import host_floats, metric_value, text_value
 
 # (CSV middle ``,split,name,``, best.json key ``split_name``, mode detected from the name)
 KeyInfo = tuple[str, str, str | None]
@@ -141,16 +145,83 @@ class MetricStore:
         latest = self.last.get(f"{split}_{name}")
         return None if latest is None else {"value": latest[0], "step": latest[1]}
 
-    def take(self) -> tuple[list[tuple[AppendFile, list[str]]], str | None]:
-        """The waiting CSV lines and, taken with them, the ``best.json`` text (None if unchanged).
+    def take(
+        self, *, tracked: bool = False
+    ) -> tuple[
+        list[tuple[AppendFile, list[str]]], dict[str, Entry] | None, list[MetricEntry] | None
+    ]:
+        """The waiting CSV lines and, taken with them, the bests (None if unchanged) and, when
+        ``tracked``, the latest and best value of every metric (:meth:`tracked`).
 
-        Taken together so ``best.json`` never names a step whose row is not yet on disk.
+        Taken together so neither ``best.json`` nor ``summary.json`` names a step whose row is not
+        yet on disk.
         """
         with self.lock:
             batches = [(self._csv.file, self._csv.file.take())] if self._csv is not None else []
             bests = self.best.snapshot()
+            entries = self.tracked() if tracked else None
             self.waiting = 0
-        return batches, bests
+        return batches, bests, entries
+
+    def tracked(self) -> list[MetricEntry]:
+        """``(split, name, [last value, last step] | None, best | None)`` of every metric seen."""
+        with self.lock:
+            keys = dict(self._keys)
+            out: list[MetricEntry] = []
+            for (split, name), (_, best_key, _) in keys.items():
+                last = self.last.get(best_key)
+                out.append(
+                    (split, name, None if last is None else list(last), self.best.get(best_key))
+                )
+            return out
+
+    def write(
+        self, batches: list[tuple[AppendFile, list[str]]], bests: dict[str, Entry] | None
+    ) -> None:
+        """Write what :meth:`take` handed over: the rows first, then ``best.json`` naming only
+        rows that reached the disk (a best whose row was lost to a failed write is not saved)."""
+        lost: set[tuple[str, int, float]] = set()
+        for target, lines in batches:
+            if not target.write(lines):
+                lost.update(_row_keys(lines, self._keys))
+        self.best.write(self.best.settle(bests, lost))
+
+    def rewind(self, step: int, records: list[dict[str, Any]]) -> None:
+        """Forget the history a resume at ``step`` supersedes (the rows are already on disk).
+
+        The bests and latest values are recomputed from the surviving rows of this rank's
+        metrics file (``records``: its restart history, the new resume marker included). A best
+        known only in memory (a reduced metric on a rank other than 0) is kept if its step is
+        before ``step``, else dropped.
+        """
+        latest: dict[str, list[str]] = {}
+
+        def noting(rows: Any) -> Any:
+            for row in rows:
+                if len(row) >= 4:
+                    latest[f"{row[1]}_{row[2]}"] = row
+                yield row
+
+        with self.lock:
+            modes = self.best.modes()
+            rows = noting(iter_surviving(read_rows(self._csv_path), records))
+            bests = best_of_rows(rows, modes)
+            for key, entry in self.best.as_dict().items():
+                if key not in latest and key not in bests and entry["step"] < step:
+                    bests[key] = entry
+            self.best.replace({k: bests[k] for k in modes if k in bests})
+            for key, value in list(self.last.items()):
+                if value[1] < step:
+                    continue
+                row = latest.get(key)
+                if row is None:
+                    del self.last[key]
+                else:
+                    self.last[key] = [_number(row[3]), int(row[0])]
+
+    def rows_path(self) -> Path:
+        """This rank's metrics file (written or not yet)."""
+        return self._csv_path
 
     def after_fork(self) -> None:
         """In a forked child: forget the parent's waiting rows and leave the parent's files alone.
@@ -174,3 +245,51 @@ class MetricStore:
         with self.lock:
             if self._csv is not None:
                 self._csv.close()
+
+
+def _number(text: str) -> float | int:
+    """A CSV value read back: an int when written as one, else a float."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _row_keys(
+    lines: list[str], keys: dict[tuple[str, str], KeyInfo]
+) -> set[tuple[str, int, float]]:
+    """``(best key, step, value)`` of the CSV rows in ``lines`` (rows that could not be written).
+
+    Parsed by hand, not with the csv module: this may run at interpreter exit, where an import
+    would make an interrupted script exit with status 1 instead of 130. A row is
+    ``{step}{middle}{value},{wall_time}`` with ``middle`` one of ``keys``' ``,split,name,``.
+    """
+    by_middle = {info[0]: info[1] for info in keys.values()}
+    found = set()
+    for line in lines:
+        head = line.rstrip("\n").rpartition(",")[0]  # without wall_time
+        head, _, value = head.rpartition(",")
+        cut = head.find(",")
+        key = by_middle.get(head[cut:] + ",")
+        if cut > 0 and key is not None:
+            try:
+                found.add((key, int(head[:cut]), float(value)))
+            except ValueError:
+                continue
+    return found
+
+
+def checked_metrics(store: MetricStore, split: Any, metrics: Any) -> list[tuple[str, Any]]:
+    """The ``(name, value)`` items of ``metrics``, every one validated (values converted as
+    ``log_metric`` does), so a bad item is rejected before any of them is logged.
+
+    Raises:
+        TypeError, ValueError: not a mapping, or a bad split, name or value (named).
+    """
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"metrics must be a mapping of name to value, got {type(metrics).__name__}")
+    items = []
+    for name, value in metrics.items():
+        store.key(split, name)
+        items.append((name, metric_value(value, what=f"value of metric {split!r}/{name!r}")))
+    return items

@@ -201,7 +201,9 @@ class RunRecord:
         self._run_dir = run_dir
         self._data = data
         self._capture_git = capture_git
-        self._installed_torch: str | None = None
+        # Looked up here, not on the background thread: an import there could land after a Ctrl-C
+        # has ended the script, and the process would then exit with status 1 instead of 130.
+        self._installed_torch = installed_version("torch") if "torch" not in sys.modules else None
         self._lock = threading.RLock()
         self._pid = os.getpid()
         self._data["previous"] = self._previous()  # here, before anything can replace run.json
@@ -224,8 +226,6 @@ class RunRecord:
             with self._lock:
                 self._data["ranks"] = ranks
         git, diff = self._git()
-        if "torch" not in sys.modules:
-            self._installed_torch = installed_version("torch")
         with self._lock:
             if diff is not None:
                 git["diff"] = self._write_diff(diff)

@@ -2,23 +2,53 @@
 
 Accepted: int, float, bool (as 0/1), numbers such as Decimal or Fraction, numpy scalars and
 one-element arrays, one-element torch tensors (0-dim or not, any device). Anything else is a
-TypeError or ValueError that names the value.
+TypeError or ValueError that names the value: also a finite number that a float64 cannot hold
+(``10**400``, ``Decimal("1e5000")``, a huge ``np.longdouble``), which would be infinite in
+``best.json`` and in any reader.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import operator
 import sys
 from typing import Any
 
+# The integers a float64 holds without overflowing (larger ones are checked one by one), and the
+# steps accepted (int64, what every reader and torch can hold).
+FLOAT_INT_LIMIT = int(sys.float_info.max)
+STEP_MIN, STEP_MAX = -(2**63), 2**63 - 1
+
 
 def _describe(value: Any) -> str:
-    text = repr(value)
+    if type(value) is int and not -FLOAT_INT_LIMIT <= value <= FLOAT_INT_LIMIT:
+        text = f"an int of {value.bit_length()} bits"  # repr() refuses over 4300 digits
+    else:
+        try:
+            text = repr(value)
+        except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
+            text = f"<{type(value).__qualname__} object>"
     if len(text) > 80:
         text = text[:77] + "..."
     return f"{text} (type {type(value).__module__}.{type(value).__qualname__})"
+
+
+def _as_float(value: Any, *, what: str) -> float:
+    """``float(value)`` for a real number, refusing one a float64 cannot hold (no overflow to
+    infinity, no OverflowError).
+
+    Raises:
+        ValueError: too large for a float64, or not convertible (a signalling NaN).
+    """
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):
+        number = None
+    if number is None or (math.isinf(number) and value not in (math.inf, -math.inf)):
+        raise ValueError(f"{what} must fit in a float64, got {_describe(value)}")
+    return number
 
 
 _tensor_types: set[type] = set()
@@ -54,7 +84,11 @@ def metric_value(value: Any, *, what: str = "metric value") -> Any:
         ValueError: an array or tensor with other than exactly one element.
     """
     kind = type(value)
-    if kind is float or kind is int:
+    if kind is float:
+        return value
+    if kind is int:
+        if not -FLOAT_INT_LIMIT <= value <= FLOAT_INT_LIMIT:
+            _as_float(value, what=what)
         return value
     if kind is bool:
         return int(value)
@@ -75,9 +109,15 @@ def metric_value(value: Any, *, what: str = "metric value") -> Any:
         size = getattr(value, "size", 1)
         if size != 1:
             raise ValueError(f"{what} must be a single number, got an array of shape {value.shape}")
-        return metric_value(value.item() if hasattr(value, "item") else value, what=what)
+        item = value.item() if hasattr(value, "item") else value
+        if type(item).__module__ != "numpy":
+            return metric_value(item, what=what)
+        # item() keeps extended types as they are (np.longdouble, np.clongdouble).
+        if not isinstance(item, numbers.Real):
+            raise TypeError(f"{what} must be a real number, got {_describe(value)}")
+        return _as_float(item, what=what)
     if isinstance(value, numbers.Real) or kind.__module__ in ("decimal", "_decimal", "_pydecimal"):
-        return float(value)
+        return _as_float(value, what=what)
     raise TypeError(
         f"{what} must be a number (int, float, numpy scalar or one-element tensor), "
         f"got {_describe(value)}"
@@ -113,21 +153,26 @@ def weight_value(weight: Any) -> float:
 
 
 def step_value(step: Any) -> int:
-    """Validate a step: an integer (Python or numpy), not a bool.
+    """Validate a step: an integer (Python or numpy) in the int64 range, not a bool.
 
     Raises:
         TypeError: anything else, with the value named.
+        ValueError: an integer outside the int64 range.
     """
+    number: int | None = None
     if type(step) is int:
-        return step
-    if not isinstance(step, bool):
+        number = step
+    elif not isinstance(step, bool):
         if is_torch_tensor(step) and step.numel() == 1 and not step.is_floating_point():
-            return int(step.item())
-        try:
-            return operator.index(step)
-        except TypeError:
-            pass
-    raise TypeError(f"step must be an integer, got {_describe(step)}")
+            number = int(step.item())
+        else:
+            with contextlib.suppress(TypeError):
+                number = operator.index(step)
+    if number is None:
+        raise TypeError(f"step must be an integer, got {_describe(step)}")
+    if not STEP_MIN <= number <= STEP_MAX:
+        raise ValueError(f"step must fit in an int64, got {_describe(step)}")
+    return number
 
 
 def text_value(value: Any, *, what: str) -> str:

@@ -1,12 +1,15 @@
 """Launch real torchrun jobs from tests: CPU, gloo, loopback, a free port, a hard timeout.
 
-Every launch runs in its own process session and the whole group is killed on timeout, so a hang
-fails its test instead of leaving workers behind (``subprocess.run(timeout=...)`` alone kills only
-torchrun, not its workers).
+Every launch runs in its own process session, and on timeout its whole process *tree* is killed,
+so a hang fails its test instead of leaving workers behind: ``subprocess.run(timeout=...)`` kills
+only torchrun, and killing torchrun's process group is not enough either, since torchrun starts
+each worker in a session of its own (the workers would keep the output pipes open and
+``communicate()`` would wait for them forever).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -18,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,10 +69,35 @@ def worker_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def kill_tree(pid: int) -> list[int]:
+    """SIGKILL ``pid`` and every process descended from it, wherever their sessions are.
+
+    The root is stopped first, so it starts no new process while the tree is collected; the
+    tree is collected before anything dies (an orphan is re-parented and lost from the tree).
+
+    Returns:
+        The pids killed.
+    """
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return []
+    with contextlib.suppress(psutil.Error):
+        root.suspend()
+    tree = [root]
+    with contextlib.suppress(psutil.Error):
+        tree += root.children(recursive=True)
+    for proc in tree:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(tree, timeout=10)
+    return [proc.pid for proc in tree]
+
+
 def run_group(
     argv: list[str], *, timeout: float, env: dict[str, str], cwd: Path | str | None = None
 ) -> LaunchResult:
-    """Run ``argv`` in a new session; on timeout kill the whole process group."""
+    """Run ``argv`` in a new session; on timeout kill its whole process tree."""
     proc = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,
@@ -81,9 +111,22 @@ def run_group(
         out, err = proc.communicate(timeout=timeout)
         return LaunchResult(proc.returncode, out, err, timed_out=False)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
+        kill_tree(proc.pid)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything else left in torchrun's session
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired as late:  # a pipe still held open: give up reading
+            proc.kill()
+            out = _text(late.stdout)
+            err = _text(late.stderr) + "\n(output pipes still open after the kill)"
         return LaunchResult(proc.returncode, out, err, timed_out=True)
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data if isinstance(data, str) else data.decode("utf-8", "replace")
 
 
 def torchrun(

@@ -5,12 +5,26 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from expmate import ExperimentLogger
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def process_env() -> dict[str, str]:
+    """The environment for a worker process: the repo importable, unbuffered output, and none of
+    torchrun's variables from the shell that runs the tests."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "TORCHELASTIC_RESTART_COUNT"):
+        env.pop(name, None)
+    return env
 
 
 def _reject_constant(name: str) -> Any:

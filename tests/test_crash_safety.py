@@ -28,22 +28,13 @@ from typing import Any
 import pytest
 
 from expmate import ExperimentLogger
+from tests.helpers import process_env
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "crash_workers" / "log_loop.py"
 LOG_LINE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} - (?:DEBUG|INFO|WARNING|ERROR) - (.*)")
 STEP_MESSAGE = re.compile(r"step (\d+)")
 TIMEOUT = 20.0
 PAGE_SIZE = 4096
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "TORCHELASTIC_RESTART_COUNT"):
-        env.pop(name, None)
-    return env
 
 
 class Worker:
@@ -55,7 +46,7 @@ class Worker:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=_env(),
+            env=process_env(),
             start_new_session=True,
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
@@ -446,3 +437,11 @@ def test_forked_child_metrics_go_to_a_file_of_its_own(tmp_path: Path) -> None:
     child = child_file.read_text(encoding="utf-8").splitlines()
     assert child[0] == header and child[1].startswith("100,train,loss,0.01,")
     assert len(child) == 2
+
+
+def test_forked_child_that_never_flushes_leaves_no_metrics_file(tmp_path: Path) -> None:
+    """A child that logs a metric and exits without a flush creates no metrics_pid<pid>.csv
+    (an empty file without even a header): the file appears only with its first rows."""
+    run_worker("fork-quiet", tmp_path, "--flush-interval", "1000")
+    assert list(tmp_path.glob("metrics_pid*.csv")) == []
+    assert read_run(tmp_path).csv_steps == [0]

@@ -7,6 +7,7 @@ import builtins
 import io
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from expmate import ExperimentLogger
+from expmate import ExperimentLogger, flushing
 from expmate.logger import _MAX_WAITING
 from expmate.sinks import AppendFile
 
@@ -67,20 +68,25 @@ def test_no_file_open_per_call(logger: ExperimentLogger, monkeypatch: pytest.Mon
 def test_best_json_is_replaced_at_flush_not_per_improvement(
     logger: ExperimentLogger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """1,000 improvements replace best.json zero times; flush() replaces it once."""
-    replaced: list[Any] = []
-    _counting(monkeypatch, os, "replace", replaced)
+    """1,000 improvements replace best.json zero times; flush() replaces it once (and
+    summary.json, its heartbeat, once per flush)."""
+    calls: list[Any] = []
+    _counting(monkeypatch, os, "replace", calls)
+
+    def replaced_files() -> list[str]:
+        return [Path(str(args[0])).name.split(".")[1] for args in calls]
+
     for step in range(1000):
         logger.log_metric(step=step, split="val", name="loss", value=1.0 / (step + 1))
-    assert replaced == []
+    assert calls == []
     assert not (logger.run_dir / "best.json").exists()
     logger.flush()
-    assert len(replaced) == 1
+    assert replaced_files() == ["best", "summary"]
     best = json.loads((logger.run_dir / "best.json").read_text(encoding="utf-8"))
     assert best == {"val_loss": {"value": 1 / 1000, "step": 999, "mode": "min"}}
     logger.log_metric(step=1000, split="val", name="loss", value=1.0)  # no improvement
     logger.flush()
-    assert len(replaced) == 1
+    assert replaced_files() == ["best", "summary", "summary"]
 
 
 @pytest.mark.parametrize("kind", ["info", "log_metric"])
@@ -107,21 +113,21 @@ def test_a_flush_is_one_write_of_whole_lines_per_file(
 ) -> None:
     """Each file gets its waiting lines in one os.write, so a kill cannot split them there."""
     _log_steps(logger, range(1000))
-    writes: list[tuple[int, bytes]] = []
+    writes: list[tuple[str, bytes]] = []
     original = os.write
 
     def recorded(fd: int, data: Any) -> int:
-        writes.append((fd, bytes(data)))
+        writes.append((Path(os.readlink(f"/proc/self/fd/{fd}")).name, bytes(data)))
         return original(fd, data)
 
     monkeypatch.setattr(os, "write", recorded)
     logger.flush_files()
     monkeypatch.undo()
-    assert len(writes) == 3  # exp.log, events.jsonl, metrics.csv
-    assert len({fd for fd, _ in writes}) == 3
-    for _, data in writes:
+    appended = [(name, data) for name, data in writes if not name.startswith(".")]  # temp files
+    assert sorted(name for name, _ in appended) == ["events.jsonl", "exp.log", "metrics.csv"]
+    for _, data in appended:
         assert data.endswith(b"\n")
-    assert sorted(data.count(b"\n") for _, data in writes) == [1000, 1000, 1001]
+    assert sorted(data.count(b"\n") for _, data in appended) == [1000, 1000, 1001]
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:
@@ -152,11 +158,12 @@ def test_best_json_is_never_ahead_of_metrics_csv(
     logger.log_metric(step=0, split="val", name="loss", value=1.0)
     original = AppendFile.write
 
-    def write_while_training_goes_on(self: AppendFile, lines: list[str]) -> None:
-        original(self, lines)
+    def write_while_training_goes_on(self: AppendFile, lines: list[str]) -> bool:
+        written = original(self, lines)
         if self.path.name == "metrics.csv":
             # The training thread logs its next step while the flusher is still writing.
             logger.log_metric(step=1, split="val", name="loss", value=0.5)
+        return written
 
     monkeypatch.setattr(AppendFile, "write", write_while_training_goes_on)
     logger.flush_files()
@@ -164,3 +171,30 @@ def test_best_json_is_never_ahead_of_metrics_csv(
     rows = (logger.run_dir / "metrics.csv").read_text(encoding="utf-8").splitlines()
     best = json.loads((logger.run_dir / "best.json").read_text(encoding="utf-8"))
     assert best["val_loss"]["step"] <= int(rows[-1].split(",")[0])
+
+
+def test_ctrl_c_during_a_flush_is_raised_once_it_has_ended(
+    logger: ExperimentLogger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C that lands inside a flush of the main thread is held until that flush has written
+    everything it took, then raised as KeyboardInterrupt from the call, as usual."""
+    monkeypatch.setattr(flushing, "_previous_sigint", signal.default_int_handler)
+    previous = signal.signal(signal.SIGINT, flushing._on_sigint)
+    original = AppendFile.write
+
+    def interrupted_write(self: AppendFile, lines: list[str]) -> bool:
+        AppendFile.write = original  # type: ignore[method-assign]
+        os.kill(os.getpid(), signal.SIGINT)
+        return original(self, lines)
+
+    _log_steps(logger, range(3))
+    monkeypatch.setattr(AppendFile, "write", interrupted_write)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            logger.flush_files()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert _line_count(logger.run_dir / "exp.log") == 3
+    assert _line_count(logger.run_dir / "events.jsonl") == 3
+    assert _line_count(logger.run_dir / "metrics.csv") == 4
+    assert json.loads((logger.run_dir / "best.json").read_text())["val_loss"]["step"] == 2

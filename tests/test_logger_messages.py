@@ -213,6 +213,17 @@ def test_circular_field_is_written_as_its_repr(tmp_path: Path) -> None:
     assert event["value"] == "[1, [...]]"
 
 
+def test_huge_integer_field_keeps_the_event(tmp_path: Path) -> None:
+    """A keyword field ``n=10**5000`` does not raise or lose the event: it is a hex string."""
+    logger, console = make_logger(tmp_path)
+    logger.info("huge", n=10**5000, m=[2**20000])
+    logger.close()
+    (event,) = read_events(tmp_path / "events.jsonl")
+    assert (event["message"], event["n"], event["m"]) == ("huge", hex(10**5000), [hex(2**20000)])
+    assert lines_of(tmp_path / "exp.log") == transcript([event])
+    assert console.getvalue().endswith(" - INFO - huge\n")
+
+
 def test_non_finite_fields_are_spelled_as_strings(tmp_path: Path) -> None:
     """NaN and infinities in fields, also nested and in numpy arrays, become strings."""
     logger, _ = make_logger(tmp_path)
@@ -278,7 +289,11 @@ def test_rank_one_prints_nothing_and_writes_rank_files(tmp_path: Path) -> None:
         (1, "rank 1 warns"),
     ]
     assert lines_of(tmp_path / "exp_rank1.log") == transcript(events)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["events_rank1.jsonl", "exp_rank1.log"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "attempts_rank1.jsonl",
+        "events_rank1.jsonl",
+        "exp_rank1.log",
+    ]
 
 
 def test_verbose_false_silences_the_console(

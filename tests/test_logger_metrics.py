@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import time
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +257,100 @@ def test_bad_value_is_refused_and_earlier_rows_survive(
 
 
 @pytest.mark.parametrize(
+    ("value", "error", "named"),
+    [
+        (10**400, ValueError, "an int of 1329 bits"),
+        (-(10**400), ValueError, "an int of 1329 bits"),
+        (10**5000, ValueError, "an int of 16610 bits"),
+        (Fraction(10**400), ValueError, "Fraction"),
+        (Decimal("1e5000"), ValueError, "Decimal('1E+5000')"),
+        (np.longdouble("1e4000"), ValueError, "1e+4000"),
+        (np.clongdouble(1 + 2j), TypeError, "clongdouble"),
+        (np.complex128(1 + 2j), TypeError, "complex"),
+    ],
+    ids=[
+        "huge-int",
+        "huge-negative-int",
+        "int-over-4300-digits",
+        "huge-fraction",
+        "huge-decimal",
+        "huge-longdouble",
+        "clongdouble",
+        "complex128",
+    ],
+)
+def test_value_a_float64_cannot_hold_is_refused_and_nothing_written(
+    tmp_path: Path, value: Any, error: type[Exception], named: str
+) -> None:
+    """A finite number too large for a float64, or a complex one, raises TypeError/ValueError
+    naming it (never OverflowError or RecursionError) and leaves no row and no best."""
+    logger, _ = make_logger(tmp_path)
+    with pytest.raises(error) as caught:
+        logger.log_metric(step=0, split="val", name="loss", value=value)
+    logger.close()
+    assert type(caught.value) is error
+    assert named in str(caught.value)
+    assert "'val'/'loss'" in str(caught.value)
+    assert not (tmp_path / "metrics.csv").exists()
+    assert not (tmp_path / "best.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [(np.longdouble(0.5), "0.5"), (2**1023, str(2**1023)), (Decimal("0.25"), "0.25")],
+    ids=["longdouble", "largest-int-power", "decimal"],
+)
+def test_values_a_float64_holds_are_accepted(tmp_path: Path, value: Any, written: str) -> None:
+    """An np.longdouble is rounded to a float64; an int a float64 can hold is written exactly."""
+    logger, _ = make_logger(tmp_path)
+    logger.log_metric(step=0, split="val", name="loss", value=value)
+    logger.close()
+    assert _rows(tmp_path) == [f"0,val,loss,{written}"]
+    assert _best(tmp_path)["val_loss"]["value"] == float(value)
+
+
+def test_log_metrics_with_one_bad_item_writes_none(tmp_path: Path) -> None:
+    """log_metrics checks every item first: a bad value or name raises, and the good items
+    before it are not written either."""
+    logger, _ = make_logger(tmp_path)
+    with pytest.raises(TypeError, match="'val'/'accuracy'"):
+        logger.log_metrics(0, "val", {"loss": 0.5, "accuracy": "high", "f1": 0.1})
+    with pytest.raises(TypeError, match="metric name"):
+        logger.log_metrics(0, "val", {"loss": 0.5, 7: 0.1})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="bits"):
+        logger.log_metrics(0, "val", {"loss": 0.5, "accuracy": 10**400})
+    logger.log_metrics(1, "val", {"loss": 0.25})
+    logger.close()
+    assert _rows(tmp_path) == ["1,val,loss,0.25"]
+    assert _best(tmp_path) == {"val_loss": {"value": 0.25, "step": 1, "mode": "min"}}
+
+
+def test_step_outside_int64_is_refused(tmp_path: Path) -> None:
+    """A step no reader can hold (beyond int64) raises ValueError naming it; nothing is written."""
+    logger, _ = make_logger(tmp_path)
+    with pytest.raises(ValueError, match="step must fit in an int64, got 9223372036854775808"):
+        logger.log_metric(step=2**63, split="val", name="loss", value=0.5)
+    with pytest.raises(ValueError, match="an int of 16610 bits"):
+        logger.log_metric(step=10**5000, split="val", name="loss", value=0.5)
+    logger.log_metric(step=2**63 - 1, split="val", name="loss", value=0.5)
+    logger.close()
+    assert _rows(tmp_path) == [f"{2**63 - 1},val,loss,0.5"]
+
+
+def test_best_json_never_names_a_row_that_could_not_be_written(tmp_path: Path) -> None:
+    """metrics.csv on /dev/full: every row fails, so best.json is not written at all (it would
+    name steps that are not in metrics.csv); the best stays known in memory."""
+    (tmp_path / "metrics.csv").symlink_to("/dev/full")
+    logger, _ = make_logger(tmp_path)
+    for step, loss in enumerate([0.5, 0.4, 0.3]):
+        logger.log_metric(step=step, split="val", name="loss", value=loss)
+        logger.flush()
+    logger.close()
+    assert not (tmp_path / "best.json").exists()
+    assert logger.get_best_metric("loss") == {"value": 0.3, "step": 2, "mode": "min"}
+
+
+@pytest.mark.parametrize(
     ("value", "written"),
     [
         (np.float32(0.5), "0.5"),
@@ -394,11 +490,13 @@ def test_run_directory_holds_no_temporary_files(tmp_path: Path) -> None:
     names = sorted(p.name for p in tmp_path.iterdir())
     # config.yaml appears when an earlier test in this process parsed a config.
     assert [name for name in names if name != "config.yaml"] == [
+        "attempts.jsonl",
         "best.json",
         "events.jsonl",
         "exp.log",
         "metrics.csv",
         "run.json",
+        "summary.json",
     ]
 
 

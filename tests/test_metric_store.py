@@ -10,17 +10,23 @@ import pytest
 import torch
 
 from expmate.metric_store import MetricStore
+from expmate.sinks import AppendFile
 
 HEADER = "step,split,name,value,wall_time\n"
 
 
 def written(store: MetricStore) -> tuple[str, str | None]:
-    """Write what take() hands over, as the logger does; return (csv lines, best text)."""
-    batches, bests = store.take()
-    text = "".join("".join(lines) for _, lines in batches)
-    for target, lines in batches:
-        target.write(lines)
-    return text, bests
+    """Write what take() hands over, as the logger does; return (the text appended to the
+    metrics file, the new best.json text or None if it did not change)."""
+    path = store.rows_path()
+    size = path.stat().st_size if path.exists() else 0
+    best = store.best.path
+    before = best.read_text() if best is not None and best.exists() else None
+    batches, bests, _ = store.take()
+    store.write(batches, bests)
+    text = path.read_bytes()[size:].decode() if path.exists() else ""
+    after = best.read_text() if best is not None and best.exists() else None
+    return text, (after if after != before else None)
 
 
 def test_record_buffers_a_row_and_counts_waiting_rows(tmp_path: Path) -> None:
@@ -96,7 +102,7 @@ def test_after_fork_moves_rows_to_a_file_of_the_child(tmp_path: Path) -> None:
     text, bests = written(store)
     assert (text, bests) == (HEADER + "1,val,loss,0.25,1.000\n", None)
     assert (tmp_path / f"metrics_pid{os.getpid()}.csv").read_text() == text
-    assert (tmp_path / "metrics.csv").read_text() == ""  # the parent writes its own rows
+    assert not (tmp_path / "metrics.csv").exists()  # the parent writes its own rows
 
 
 def test_last_value_per_metric(tmp_path: Path) -> None:
@@ -108,3 +114,42 @@ def test_last_value_per_metric(tmp_path: Path) -> None:
     assert store.get_last("val", "loss") == {"value": 0.7, "step": 1}
     assert store.get_last("train", "lr") == {"value": 3, "step": 1}
     assert store.get_last("val", "accuracy") is None
+
+
+def test_take_tracked_hands_over_last_and_best_of_the_same_rows(tmp_path: Path) -> None:
+    """take(tracked=True) gives (split, name, [last, step], best) of every metric, untracked
+    ones with no best, consistent with the rows taken."""
+    store = MetricStore(tmp_path / "metrics.csv", tmp_path / "best.json")
+    store.record(0, "val", "loss", 0.5, True, None, 1.0)
+    store.record(1, "val", "loss", 0.75, True, None, 1.0)
+    store.record(1, "train", "lr", 0.1, True, None, 1.0)
+    _, _, entries = store.take(tracked=True)
+    assert entries == [
+        ("val", "loss", [0.75, 1], {"value": 0.5, "step": 0, "mode": "min"}),
+        ("train", "lr", [0.1, 1], None),
+    ]
+    assert store.take()[2] is None
+
+
+def test_best_whose_row_was_lost_is_not_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush whose rows fail to reach metrics.csv leaves best.json at the previous best while
+    the lost best stays the best; a later best whose row is written is saved."""
+    store = MetricStore(tmp_path / "metrics.csv", tmp_path / "best.json")
+    store.record(0, "val", "loss", 0.5, True, None, 1.0)
+    written(store)
+    store.record(1, "val", "loss", 0.2, True, None, 1.0)
+    store.record(1, "val", "accuracy", 0.9, True, None, 1.0)
+    with monkeypatch.context() as patch:
+        patch.setattr(AppendFile, "write", lambda self, lines: False)
+        written(store)
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best == {"val_loss": {"value": 0.5, "step": 0, "mode": "min"}}
+    assert store.get_best("val", "loss") == {"value": 0.2, "step": 1, "mode": "min"}
+    store.record(2, "val", "loss", 0.3, True, None, 1.0)  # not a best: best.json unchanged
+    assert written(store) == ("2,val,loss,0.3,1.000\n", None)
+    store.record(3, "val", "loss", 0.1, True, None, 1.0)
+    _, text = written(store)
+    assert text is not None
+    assert json.loads(text) == {"val_loss": {"value": 0.1, "step": 3, "mode": "min"}}

@@ -94,7 +94,13 @@ def test_clean_repository(git_repo: Path, tmp_path: Path, monkeypatch: pytest.Mo
         "git": {**clean_git_record(git_repo), "diff": None},
         "previous": [],
     }
-    assert sorted(p.name for p in run_dir.iterdir()) == ["events.jsonl", "exp.log", "run.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "attempts.jsonl",
+        "events.jsonl",
+        "exp.log",
+        "run.json",
+        "summary.json",
+    ]
 
 
 def test_dirty_repository(git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -67,7 +67,7 @@ def test_step_is_the_latest_training_step(tmp_path: Path) -> None:
     store.record(9, "val", "loss", 0.4, True, None, 2.0)
     sampler.sample()
     sampler.stop()
-    ((_, lines),), _ = store.take()
+    ((_, lines),), _, _ = store.take()
     steps = [(line.split(",")[0], line.split(",")[2]) for line in lines if ",system," in line]
     assert steps == [(s, n) for s in ("0", "7", "9") for n in ("cpu_percent", "rss_mib")]
 
@@ -184,7 +184,7 @@ def test_failing_probe_is_reported_once_and_dropped(
         "expmate: sampling system metrics (Broken) failed (RuntimeError: driver gone); "
         "training continues, further failures of it are not reported\n"
     )
-    ((_, lines),), _ = store.take()
+    ((_, lines),), _, _ = store.take()
     assert sum(",cpu_percent," in line for line in lines) == 2
 
 

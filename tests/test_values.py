@@ -148,3 +148,25 @@ def test_text_value_refuses_non_strings_and_empty() -> None:
         text_value(3, what="split")
     with pytest.raises(ValueError, match="metric name must not be empty"):
         text_value("", what="metric name")
+
+
+@pytest.mark.parametrize(
+    ("step", "named"),
+    [(2**63, "9223372036854775808"), (-(2**63) - 1, "-9223372036854775809"), (10**5000, "bits")],
+    ids=["int64-max-plus-one", "int64-min-minus-one", "over-4300-digits"],
+)
+def test_step_value_refuses_steps_beyond_int64(step: int, named: str) -> None:
+    """An integer step outside int64 raises ValueError naming it; the ends of int64 pass."""
+    with pytest.raises(ValueError, match="step must fit in an int64") as caught:
+        step_value(step)
+    assert named in str(caught.value)
+    assert (step_value(2**63 - 1), step_value(-(2**63))) == (2**63 - 1, -(2**63))
+
+
+def test_extended_numpy_types_end_without_recursion() -> None:
+    """np.longdouble becomes a float64 (its item() stays a longdouble); np.clongdouble is a
+    TypeError naming it, not a RecursionError."""
+    assert metric_value(np.longdouble(0.25)) == 0.25
+    assert type(metric_value(np.longdouble(0.25))) is float
+    with pytest.raises(TypeError, match=r"must be a real number, got .*clongdouble"):
+        metric_value(np.clongdouble(1 + 1j))

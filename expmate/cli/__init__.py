@@ -7,7 +7,8 @@ plotext, tensorboard) are imported inside its handler, so ``expmate --help`` sta
 
 Only this module turns errors into exit codes: :class:`CliError` carries its own (1: no such
 data, 2: usage); a missing optional library is a :class:`MissingExtra`, exit 1 with the
-``pip install`` that fixes it.
+``pip install`` that fixes it; a run that cannot be read (:class:`expmate.runs.RunError`) is
+exit 1. Warnings about skipped lines of a run still being written are one line each.
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import expmate
+from expmate.run_files import RunError, RunFileWarning
 
 EXIT_NO_DATA = 1
 EXIT_USAGE = 2
 
 # The subcommands, in the order ``expmate --help`` lists them (module names in this package).
-SUBCOMMANDS: tuple[str, ...] = ()
+SUBCOMMANDS: tuple[str, ...] = ("ls", "show", "compare", "plot", "tail", "export", "sweep")
 
 
 class CliError(Exception):
@@ -56,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``expmate`` parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="expmate",
-        description="Look at experiment runs from their files: list, show, compare, plot.",
+        description="Look at experiment runs from their files (list, show, compare, plot, tail, "
+        "export) and run sweeps of configs.",
     )
     parser.add_argument("--version", action="version", version=f"expmate {expmate.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -77,11 +82,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return int(handler(args))
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", RunFileWarning)
+            warnings.showwarning = _one_line_warning(args.command)
+            return int(handler(args))
     except CliError as exc:
         print(f"expmate {args.command}: {exc}", file=sys.stderr)
         return exc.code
+    except RunError as exc:
+        print(f"expmate {args.command}: {exc}", file=sys.stderr)
+        return EXIT_NO_DATA
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `expmate ls | head`: the reader left; not an error
         return 0
+
+
+def _one_line_warning(command: str) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that writes ``expmate CMD: warning: message`` (no source line)."""
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        print(f"expmate {command}: warning: {message}", file=sys.stderr)
+
+    return show

@@ -55,8 +55,31 @@ def _plain(value: Any) -> Any:
     return _repr(value)
 
 
-def _finite(value: Any) -> Any:
-    """Replace non-finite floats anywhere inside ``value`` by their string spelling."""
+_MAX_DEPTH = 100  # deeper (or circular) structures are written as their repr
+
+
+def big_int_text(value: int) -> str:
+    """An integer too long for decimal text (over 4300 digits, Python's limit) as ``0x...``."""
+    return hex(value)
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """``value`` rebuilt from what JSON holds: non-finite floats spelled as strings, integers
+    over 4300 digits as hex strings, other objects converted by :func:`_plain`.
+
+    Raises:
+        ValueError: nested more than ``_MAX_DEPTH`` levels (or circular).
+    """
+    if depth > _MAX_DEPTH:
+        raise ValueError("structure too deep to encode")
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        try:
+            json.dumps(value)
+        except ValueError:
+            return big_int_text(value)
+        return value
     if isinstance(value, float):
         if math.isnan(value):
             return "NaN"
@@ -64,10 +87,13 @@ def _finite(value: Any) -> Any:
             return "Infinity" if value > 0 else "-Infinity"
         return value
     if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
+        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+        return [_jsonable(v, depth + 1) for v in value]
+    converted = _plain(value)
+    if type(converted) is str:
+        return converted
+    return _jsonable(converted, depth + 1)
 
 
 def json_line_value(value: Any) -> str:
@@ -75,7 +101,12 @@ def json_line_value(value: Any) -> str:
     kind = type(value)
     if kind is str:
         return encode_basestring(value)  # type: ignore[no-any-return]
-    if kind is int or value is None or kind is bool:
+    if kind is int:
+        try:
+            return str(value)
+        except ValueError:  # over 4300 digits
+            return f'"{big_int_text(value)}"'
+    if value is None or kind is bool:
         return json.dumps(value)
     if kind is float:
         if value != value:
@@ -88,11 +119,10 @@ def json_line_value(value: Any) -> str:
     except ValueError:
         pass
     try:
-        # A NaN somewhere inside (possibly only after conversion): rebuild and spell it out.
-        converted = json.loads(json.dumps(value, default=_plain, ensure_ascii=False))
-        return json.dumps(_finite(converted), allow_nan=False, ensure_ascii=False)
+        # A NaN or a huge integer somewhere inside (possibly only after conversion), or a
+        # circular structure: rebuild it and spell those out.
+        return json.dumps(_jsonable(value), allow_nan=False, ensure_ascii=False)
     except (ValueError, TypeError, RecursionError):
-        # A circular structure (json's ValueError) cannot be encoded at all: keep its repr.
         return encode_basestring(_repr(value))  # type: ignore[no-any-return]
 
 

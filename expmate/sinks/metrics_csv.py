@@ -24,12 +24,15 @@ def format_value(value: float | int) -> str:
 class MetricsCsvSink:
     """Appends metric rows; the header is written only when the file is new or empty.
 
+    The file is created by the first write of rows (never empty, never without its header), and
+    repaired record by record: a quoted split or name may hold a newline.
+
     The rows go through :meth:`row`, which takes the already-quoted ``,split,name,`` middle so the
     hot path does no quoting work for a (split, name) pair it has seen before.
     """
 
     def __init__(self, path: Path) -> None:
-        self.file = AppendFile(path, header=HEADER)
+        self.file = AppendFile(path, header=HEADER, csv_records=True, lazy=True)
 
     def row(self, step: int, middle: str, value: float | int, wall_time: float) -> None:
         # repr of an int is its str, and of a float the shortest exact text (nan/inf as such).

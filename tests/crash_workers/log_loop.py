@@ -16,6 +16,8 @@ Usage: ``log_loop.py MODE RUN_DIR [options]``. Every step logs the improving met
 - ``fork-best``: log step 0, fork; the parent logs step 1 and flushes, then the child flushes.
 - ``fork-metric``: log step 0 (not flushed), fork; the child logs a metric at step 100 and
   flushes; the parent logs step 1 and closes.
+- ``fork-quiet``: log step 0, fork a child that logs a metric and ends with ``os._exit(0)``
+  without flushing (as a data-loader worker does); the parent closes.
 - ``fork-busy``: fork while another thread is in the middle of writing a flush; the child logs
   ``child`` and flushes. Exits 0 if the child finished within ``--child-timeout`` seconds.
 
@@ -104,6 +106,17 @@ def fork_metric(logger: ExperimentLogger) -> int:
     return 0 if os.waitstatus_to_exitcode(status) == 0 else 1
 
 
+def fork_quiet(logger: ExperimentLogger) -> int:
+    log_step(logger, 0)
+    pid = os.fork()
+    if pid == 0:
+        logger.log_metric(step=100, split="train", name="loss", value=0.01)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    logger.close()
+    return 0 if os.waitstatus_to_exitcode(status) == 0 else 1
+
+
 def fork_busy(logger: ExperimentLogger, steps: int, child_timeout: float) -> int:
     for step in range(steps):
         log_step(logger, step)
@@ -111,10 +124,10 @@ def fork_busy(logger: ExperimentLogger, steps: int, child_timeout: float) -> int
     release = threading.Event()
     original = AppendFile.write
 
-    def slow_write(self: AppendFile, lines: list[str]) -> None:
+    def slow_write(self: AppendFile, lines: list[str]) -> bool:
         writing.set()
         release.wait()
-        original(self, lines)
+        return original(self, lines)
 
     AppendFile.write = slow_write  # type: ignore[method-assign]
     flusher = threading.Thread(target=logger.flush_files)
@@ -147,10 +160,10 @@ def term_in_flush(logger: ExperimentLogger, steps: int) -> int:
         log_step(logger, step)
     original = AppendFile.write
 
-    def signalling_write(self: AppendFile, lines: list[str]) -> None:
+    def signalling_write(self: AppendFile, lines: list[str]) -> bool:
         AppendFile.write = original  # type: ignore[method-assign]
         os.kill(os.getpid(), signal.SIGTERM)
-        original(self, lines)
+        return original(self, lines)
 
     AppendFile.write = signalling_write  # type: ignore[method-assign]
     logger.flush()
@@ -183,6 +196,7 @@ def main() -> int:
             "fork",
             "fork-best",
             "fork-metric",
+            "fork-quiet",
             "fork-busy",
             "term-in-flush",
         ],
@@ -218,6 +232,8 @@ def main() -> int:
         return fork_best(logger)
     elif args.mode == "fork-metric":
         return fork_metric(logger)
+    elif args.mode == "fork-quiet":
+        return fork_quiet(logger)
     elif args.mode == "fork-busy":
         return fork_busy(logger, args.steps, args.child_timeout)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from expmate.sinks import base
 from expmate.sinks.base import AppendFile, report_failure
-from tests.helpers import lines_of, make_logger, read_events
+from tests.helpers import lines_of, make_logger, read_csv, read_events
 
 
 @pytest.fixture(autouse=True)
@@ -104,6 +105,9 @@ def test_full_disk_warns_once_and_training_goes_on(
 ) -> None:
     """ENOSPC on events.jsonl: one stderr line, no exception, later flushes not reported again."""
     logger, _ = make_logger(tmp_path, console_output=False)
+    deadline = time.monotonic() + 30  # run.json's first write (a background thread) is done
+    while not (tmp_path / "run.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     full = _FullDisk()
     with monkeypatch.context() as patch:
         patch.setattr(base, "os", full)
@@ -139,48 +143,128 @@ def test_header_lost_to_a_full_disk_is_written_later(
     assert [line.rsplit(",", 1)[0] for line in lines] == ["step,split,name,value", "1,val,loss,0.4"]
 
 
-class _HalfWrite:
-    """Stands in for the os module: the first write stores half its bytes, the next one fails."""
+class _FailingDisk:
+    """Stands in for the os module in expmate.sinks.base: each write follows the next planned
+    outcome (``"half"``: store half the bytes, then fail; ``"none"``: fail at once; ``"ok"``),
+    and ftruncate fails too when ``truncate_fails``."""
 
-    def __init__(self) -> None:
-        self.calls = 0
+    def __init__(self, *plan: str, truncate_fails: bool = False) -> None:
+        self.plan = list(plan)
+        self.truncate_fails = truncate_fails
+        self._half_done = False
 
     def write(self, fd: int, data: Any) -> int:
-        self.calls += 1
-        if self.calls == 1:
+        step = self.plan[0] if self.plan else "ok"
+        if step == "ok":
+            self.plan[:1] = []
+            return os.write(fd, data)
+        if step == "half" and not self._half_done:
+            self._half_done = True
             return os.write(fd, bytes(data[: len(data) // 2]))
+        self.plan[:1] = []
+        self._half_done = False
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        if self.truncate_fails:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        os.ftruncate(fd, length)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(os, name)
 
 
-def test_line_cut_by_a_failed_write_is_ended_before_the_next(
+def test_write_that_fails_part_way_is_taken_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A write that fails half-way leaves a cut line, which is ended before new lines follow."""
+    """A write that stores half its bytes and then fails is truncated away: whole lines only."""
+    path = tmp_path / "events.jsonl"
+    sink = AppendFile(path)
+    sink.write(["before\n"])
+    with monkeypatch.context() as patch:
+        patch.setattr(base, "os", _FailingDisk("half"))
+        assert sink.write(["abcdefgh\n", "ijkl\n"]) is False
+    assert path.read_text(encoding="utf-8") == "before\n"
+    assert sink.write(["next\n"]) is True
+    sink.close()
+    assert path.read_text(encoding="utf-8") == "before\nnext\n"
+
+
+def test_cut_line_is_ended_even_when_the_next_write_fails_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the cut cannot be taken back, the newline that ends it is not lost with a write that
+    fails completely: the next successful write still starts on a line of its own."""
     path = tmp_path / "events.jsonl"
     sink = AppendFile(path)
     with monkeypatch.context() as patch:
-        patch.setattr(base, "os", _HalfWrite())
+        patch.setattr(base, "os", _FailingDisk("half", "none", truncate_fails=True))
         sink.write(["abcdefgh\n"])
-    sink.buffer.append("next\n")
+        sink.write(["lost\n"])
+        sink.write(["next\n"])
     sink.close()
     assert path.read_text(encoding="utf-8") == "abcd\nnext\n"
+
+
+def test_csv_header_survives_a_write_that_fails_part_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first write of a CSV cut inside its header is taken back; the header comes again."""
+    path = tmp_path / "metrics.csv"
+    sink = AppendFile(path, header="step,split\n", csv_records=True, lazy=True)
+    with monkeypatch.context() as patch:
+        patch.setattr(base, "os", _FailingDisk("half", "none"))
+        sink.write(["0,train\n"])
+        sink.write(["1,train\n"])
+    assert path.read_text(encoding="utf-8") == ""
+    sink.write(["2,train\n"])
+    sink.close()
+    assert path.read_text(encoding="utf-8") == "step,split\n2,train\n"
 
 
 def test_failure_at_a_line_boundary_adds_no_empty_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """When the failure falls between two lines, nothing is added before the next line."""
+    """When the failure falls between two lines and cannot be taken back, nothing is added
+    before the next line."""
     path = tmp_path / "events.jsonl"
     sink = AppendFile(path)
     with monkeypatch.context() as patch:
-        patch.setattr(base, "os", _HalfWrite())
+        patch.setattr(base, "os", _FailingDisk("half", truncate_fails=True))
         sink.write(["abc\n", "def\n"])
     sink.buffer.append("next\n")
     sink.close()
     assert path.read_text(encoding="utf-8") == "abc\nnext\n"
+
+
+def test_lazy_file_appears_with_its_first_lines(tmp_path: Path) -> None:
+    """A lazy file is not created until lines are written; closed unwritten, it never exists."""
+    never = AppendFile(tmp_path / "never.csv", header="h\n", lazy=True)
+    never.close()
+    later = AppendFile(tmp_path / "later.csv", header="h\n", lazy=True)
+    assert not (tmp_path / "later.csv").exists()
+    later.buffer.append("1\n")
+    later.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["later.csv"]
+    assert (tmp_path / "later.csv").read_text(encoding="utf-8") == "h\n1\n"
+
+
+def test_cut_csv_record_spanning_lines_is_set_aside_whole(tmp_path: Path) -> None:
+    """Reopening a metrics.csv whose last record (a quoted name holding a newline) was cut after
+    that newline sets the whole record aside: its open quote does not swallow later rows."""
+    path = tmp_path / "metrics.csv"
+    whole = 'step,split,name,value,wall_time\n0,val,"a\nb",1.0,2.000\n'
+    path.write_text(whole + '1,val,"a\n', encoding="utf-8")
+    logger, _ = make_logger(tmp_path, console_output=False)
+    logger.log_metric(step=2, split="val", name="loss", value=0.5)
+    logger.close()
+    rows = read_csv(path)
+    assert rows[:2] == [
+        ["step", "split", "name", "value", "wall_time"],
+        ["0", "val", "a\nb", "1.0", "2.000"],
+    ]
+    assert [row[:4] for row in rows[2:]] == [["2", "val", "loss", "0.5"]]
+    assert (tmp_path / "metrics.csv.torn").read_text(encoding="utf-8") == '1,val,"a\n\n'
 
 
 def test_replace_file_writes_the_text_with_usual_permissions(tmp_path: Path) -> None:

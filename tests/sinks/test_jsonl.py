@@ -82,6 +82,19 @@ def test_json_line_value_is_strict_json(value: Any, text: str) -> None:
     _strict(text)
 
 
+def test_integers_over_4300_digits_are_written_as_hex_strings() -> None:
+    """Python refuses decimal text for such integers; they are written as exact ``0x`` strings,
+    also nested, so the event is never lost."""
+    huge = 10**5000
+    assert json_line_value(huge) == f'"{hex(huge)}"'
+    assert json_line_value([1, huge]) == f'[1, "{hex(huge)}"]'
+    assert (
+        json_line_value({"n": -huge, "x": float("nan")}) == f'{{"n": "{hex(-huge)}", "x": "NaN"}}'
+    )
+    assert json_line_value(10**4000) == str(10**4000)
+    assert int(json.loads(json_line_value(huge)), 16) == huge
+
+
 def test_json_line_value_of_a_circular_list_is_its_repr() -> None:
     """A self-containing list is written as its repr string instead of raising."""
     loop: list[Any] = []

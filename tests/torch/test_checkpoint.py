@@ -521,11 +521,14 @@ def test_resume_continues_bit_for_bit(logger: ExperimentLogger, restore_rng: boo
     rest = run_steps(model, optimizer, range(4, 6))
     assert (first + rest == reference) is restore_rng
     assert first == reference[:4]
-    [resumed] = events(logger, "resumed")
-    assert resumed["message"] == (
-        "Resumed from the checkpoint of step 3 (checkpoints/step_00000003.pt); training "
-        "continues at step 4"
+    logger.flush()
+    [resumed] = [e for e in read_events(logger.run_dir / "events.jsonl") if "resume_step" in e]
+    assert (resumed["message"], resumed["resume_step"]) == (
+        f"Resumed at step 4 (attempt 0, restart 0): rows of {logger.run_dir} with step >= 4 "
+        "logged before are superseded",
+        4,
     )
+    assert events(logger, "resumed") == []  # the logger's own resume event says it
 
 
 def test_logger_resume_is_called_with_the_next_step(logger: ExperimentLogger) -> None:

@@ -173,8 +173,11 @@ def test_resume_after_a_crash_gives_the_same_losses(tmp_path: Path) -> None:
         assert first["losses"] == {k: reference[k] for k in first["losses"]}
         assert second["losses"] == {k: reference[k] for k in second["losses"]}
     assert references[0] != references[1]  # each rank draws its own batches: both must resume
-    [resumed] = checkpoint_events(tmp_path / "events.jsonl", "resumed")
-    assert resumed["step"] == 4
+    for name in ("events.jsonl", "events_rank1.jsonl"):  # logger.resume(5) on every rank
+        resumes = [e for e in read_events(tmp_path / name) if "resume_step" in e]
+        assert [(e["resume_step"], e["attempt"], e["restart_count"]) for e in resumes] == [
+            (5, 1, 1)
+        ]
     assert names(tmp_path / "checkpoints") == [
         "checkpoints.json",
         "step_00000004.pt",

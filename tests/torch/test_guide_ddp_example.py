@@ -64,11 +64,14 @@ def test_guide_ddp_example_under_torchrun(script: Path, tmp_path: Path) -> None:
     launch = torchrun(script, str(run_dir), nproc=2, timeout=90, env={"NO_COLOR": "1"})
     assert launch.returncode == 0, launch.output
     assert sorted(p.name for p in run_dir.iterdir()) == [
+        "attempts.jsonl",
+        "attempts_rank1.jsonl",
         "events.jsonl",
         "events_rank1.jsonl",
         "exp.log",
         "exp_rank1.log",
         "run.json",
+        "summary.json",
     ]
     assert messages(run_dir / "exp.log") == ["Training on 2 GPUs", "Rank 0: Processing batch"]
     assert messages(run_dir / "exp_rank1.log") == ["Rank 1: Processing batch"]
@@ -90,5 +93,11 @@ def test_guide_ddp_example_without_torchrun(script: Path, tmp_path: Path) -> Non
         [sys.executable, str(script), str(run_dir)], timeout=60, env=worker_env({"NO_COLOR": "1"})
     )
     assert result.returncode == 0, result.output
-    assert sorted(p.name for p in run_dir.iterdir()) == ["events.jsonl", "exp.log", "run.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "attempts.jsonl",
+        "events.jsonl",
+        "exp.log",
+        "run.json",
+        "summary.json",
+    ]
     assert messages(run_dir / "exp.log") == ["Training on 1 GPUs", "Rank 0: Processing batch"]

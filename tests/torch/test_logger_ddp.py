@@ -59,6 +59,8 @@ def test_file_names_per_rank(main_run: tuple[Path, LaunchResult]) -> None:
     run_dir, _ = main_run
     names = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("result_"))
     assert names == [
+        "attempts.jsonl",
+        "attempts_rank1.jsonl",
         "best.json",
         "events.jsonl",
         "events_rank1.jsonl",
@@ -68,6 +70,7 @@ def test_file_names_per_rank(main_run: tuple[Path, LaunchResult]) -> None:
         "metrics.csv",
         "metrics_rank1.csv",
         "run.json",
+        "summary.json",
     ]
     assert "Rank 1: hello" in (run_dir / "exp_rank1.log").read_text()
     assert "Rank 1: hello" not in (run_dir / "exp.log").read_text()
@@ -126,11 +129,14 @@ def test_generated_run_dir_is_shared(main_run: tuple[Path, LaunchResult]) -> Non
     (path,) = (Path(p) for p in generated)
     assert path.parent.name == "runs"
     assert sorted(p.name for p in path.iterdir()) == [
+        "attempts.jsonl",
+        "attempts_rank1.jsonl",
         "events.jsonl",
         "events_rank1.jsonl",
         "exp.log",
         "exp_rank1.log",
         "run.json",
+        "summary.json",
     ]
 
 
