@@ -1,4 +1,4 @@
-"""GPU check: CUDA 0-dim metric values cost no host sync per ``log_metric`` call.
+"""GPU check: CUDA 0-dim metric values cost no host sync in the steady state.
 
 Run on a machine with a GPU, either alone (one process: device values wait and are copied to the
 host at the flush) or under torchrun (values reduced across ranks; NCCL when there are as many GPUs
@@ -6,12 +6,17 @@ as ranks, else every rank shares GPU 0 over gloo)::
 
     python benchmarks/gpu_sync_check.py --out /tmp/gpu
     python -m torch.distributed.run --nproc-per-node=2 benchmarks/gpu_sync_check.py --out /tmp/gpu
+    python -m torch.distributed.run --nproc-per-node=2 benchmarks/gpu_sync_check.py --out /tmp/gpu \\
+        --sync-every 10
 
-It counts synchronizing CUDA calls with ``torch.cuda.set_sync_debug_mode("warn")`` while 1,000 steps
-of 8 metrics are logged (expected: one per step under reduction, the copy of the step's values at
-its sync point; none at all in one process until the flush), checks every value written to
-``metrics.csv`` against the host-side expectation, and times the logging calls of a step against
-the same calls with Python floats and with a naive ``.item()`` per value. Prints a JSON report.
+After ``--warmup`` steps (the first key set's agreement, the pinned buffer, the thread), it counts
+synchronizing CUDA calls with ``torch.cuda.set_sync_debug_mode("warn")`` while ``--steps`` steps
+of 8 metrics are logged. Expected under reduction: none at all (each sync point stacks the values
+once per device and copies them to pinned memory with ``non_blocking=True`` and a CUDA event that
+the reducer's thread polls); in one process: none until a flush copies the waiting values (a flush
+is forced every 2,048 waiting values). It checks every value written to ``metrics.csv`` against
+the host-side expectation, and times the logging calls of a step against the same calls with
+Python floats and with a naive ``.item()`` per value. Prints a JSON report (rank 0).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import expmate.torch  # noqa: F401 - the distributed reduction, for the logger under torchrun
 from expmate import ExperimentLogger
 
 NAMES = [f"m{i}" for i in range(8)]
@@ -67,7 +73,9 @@ def count_syncs(fn) -> tuple[int, float]:  # type: ignore[no-untyped-def]
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=1000, help="steps counted")
+    parser.add_argument("--warmup", type=int, default=50, help="steps logged before counting")
+    parser.add_argument("--sync-every", type=int, default=1, help="steps per collective")
     parser.add_argument("--out", default="/tmp/expmate-gpu-check")
     args = parser.parse_args()
 
@@ -83,25 +91,32 @@ def main() -> int:
     if world > 1:
         backend = "nccl" if gpus >= world else "gloo"
         dist.init_process_group(backend)
-    run_dir = Path(args.out) / f"run_w{world}"
-    logger = ExperimentLogger(run_dir, console_output=False, reduce="mean", flush_interval=1000.0)
+    run_dir = Path(args.out) / f"run_w{world}_k{args.sync_every}"
+    logger = ExperimentLogger(
+        run_dir,
+        console_output=False,
+        reduce="mean",
+        flush_interval=1000.0,
+        sync_every=args.sync_every,
+    )
 
-    steps = args.steps
+    warmup, steps = args.warmup, args.warmup + args.steps
     prepared = [values_for(s, rank, device) for s in range(steps)]
     torch.cuda.synchronize()
     per_step: list[float] = []
 
-    def log_all() -> None:
-        for step in range(steps):
-            torch.cuda._sleep(
-                200_000
-            )  # the step's GPU work still in flight when metrics are logged
+    def log_steps(first: int, last: int) -> None:
+        for step in range(first, last):
+            # The step's GPU work is still in flight when its metrics are logged.
+            torch.cuda._sleep(200_000)
             t = time.perf_counter()
             for name, value in zip(NAMES, prepared[step], strict=True):
                 logger.log_metric(step, "train", name, value)
             per_step.append(time.perf_counter() - t)
 
-    syncs, elapsed = count_syncs(log_all)
+    warmup_syncs, _ = count_syncs(lambda: log_steps(0, warmup))
+    per_step.clear()
+    syncs, elapsed = count_syncs(lambda: log_steps(warmup, steps))
     flush_syncs, _ = count_syncs(logger.flush)
     gpu_step_us = statistics.median(per_step) * 1e6
 
@@ -139,10 +154,13 @@ def main() -> int:
         "torch": torch.__version__,
         "world_size": world,
         "backend": backend,
-        "steps": steps,
+        "sync_every": args.sync_every,
+        "steps_counted": args.steps,
+        "warmup_steps": warmup,
         "metrics_per_step": len(NAMES),
+        "sync_calls_during_warmup": warmup_syncs,
         "sync_calls_while_logging": syncs,
-        "sync_calls_per_step": syncs / steps,
+        "sync_calls_per_step": syncs / args.steps,
         "sync_calls_at_final_flush": flush_syncs,
         "rows_checked": len(got),
         "rows_wrong": len(wrong),
@@ -153,7 +171,8 @@ def main() -> int:
         "median_us_per_step_item_each": statistics.median(item_times) * 1e6,
     }
     print(json.dumps(report, indent=2))
-    (Path(args.out) / f"report_w{world}.json").write_text(json.dumps(report, indent=2))
+    name = f"report_w{world}_k{args.sync_every}.json"
+    (Path(args.out) / name).write_text(json.dumps(report, indent=2))
     return 0 if not wrong and len(got) == steps * len(NAMES) else 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -10,15 +11,15 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from expmate import flushing, run_end
+from expmate import stop_signals as stopping
 from expmate.attempts import AttemptLog, resume_event, resume_history
-from expmate.best import check_mode
 from expmate.colors import use_color
 from expmate.events import (
     KIND_MESSAGE,
@@ -30,7 +31,10 @@ from expmate.events import (
     check_field_names,
     level_name,
 )
-from expmate.metric_store import MetricStore, checked_metrics
+from expmate.metric_methods import MetricMethods
+from expmate.metric_router import MAX_WAITING as _MAX_WAITING
+from expmate.metric_router import MetricRouter
+from expmate.metric_store import MetricStore
 from expmate.ranks import detect_rank, detect_world_size, process_group_ready
 from expmate.rate_limit import RateLimitBlock, RateLimiter, check_rate
 from expmate.sinks import (
@@ -44,21 +48,11 @@ from expmate.sinks import (
 from expmate.spans import StageBlock, StageStack, TimerBlock
 from expmate.summary import FILE_NAME as SUMMARY_FILE
 from expmate.summary import SummaryFile
-from expmate.values import (
-    FLOAT_INT_LIMIT,
-    STEP_MAX,
-    STEP_MIN,
-    metric_value,
-    reduce_op,
-    step_value,
-    weight_value,
-)
+from expmate.values import reduce_op, step_value
 
 if TYPE_CHECKING:
     from expmate.mirrors import Mirror
 
-_DEFAULT: Any = object()  # "use the logger's default" for per-call options
-_MAX_WAITING = 2048  # lines held in memory before a flush is forced (bounds memory)
 _ids = itertools.count()
 T = TypeVar("T")
 
@@ -75,7 +69,7 @@ def _prepare_run_dir(run_dir: Path) -> None:
         raise PermissionError(f"run_dir {str(run_dir)!r} is not writable")
 
 
-class ExperimentLogger:
+class ExperimentLogger(MetricMethods):
     """Console, ``exp.log``, ``events.jsonl``, ``metrics.csv`` and ``best.json`` in one run directory.
 
     Under torchrun each rank writes its own files (``exp_rank{r}.log``, ``events_rank{r}.jsonl``,
@@ -93,6 +87,10 @@ class ExperimentLogger:
         reduce: the default cross-rank reduction of ``log_metric`` (``mean``, ``sum``, ``min``,
             ``max``), or None to log each rank's own values.
         sync_timeout: seconds a rank waits for the others at a metric sync before failing.
+        sync_every: steps whose reduced metrics travel in one collective (a sync point at
+            every ``sync_every``-th step, decided from the step alone).
+        stop_signals: True makes SIGTERM and SIGUSR1 request the agreed stop (see
+            :meth:`should_stop`) instead of ending the process; or the signals to use.
         flush_interval: at most this many seconds pass before buffered lines reach the disk.
         color: force console colors on or off; None decides from NO_COLOR, FORCE_COLOR and the TTY.
         console_stream: where console lines go; None means the current ``sys.stdout``.
@@ -108,7 +106,8 @@ class ExperimentLogger:
         NotADirectoryError, OSError, PermissionError: ``run_dir`` cannot hold the run's files.
         RunDirInUseError: another logger (in this process or another) writes this rank's files
             of ``run_dir``; the message names it (pid, host).
-        ValueError: an unknown level, reduction, mirror name or a non-positive interval.
+        ValueError: an unknown level, reduction, signal, mirror name or a non-positive interval.
+        RuntimeError: ``stop_signals`` off the main thread, or under torchrun without a group.
         TypeError: ``capture_git`` is not a bool or None.
         ModuleNotFoundError: a named mirror's tracker is not installed (the message names the
             ``pip install "expmate[...]"`` that adds it).
@@ -130,6 +129,8 @@ class ExperimentLogger:
         *,
         reduce: str | None = None,
         sync_timeout: float = 300.0,
+        sync_every: int = 1,
+        stop_signals: bool | Sequence[str | int] = False,
         flush_interval: float = 1.0,
         color: bool | None = None,
         console_stream: IO[str] | None = None,
@@ -161,14 +162,26 @@ class ExperimentLogger:
             raise ValueError(
                 f"sync_timeout must be a positive number of seconds, not {sync_timeout!r}"
             )
+        if type(sync_every) is not int or sync_every < 1:
+            raise ValueError(f"sync_every must be a positive number of steps, not {sync_every!r}")
+        signums = stopping.signals_of(stop_signals)
+        stopping.check_installable(signums)
         self.flush_interval = float(flush_interval)
         self.sync_timeout = float(sync_timeout)
+        self.sync_every = sync_every
         if mirror is not None:
             from expmate.mirrors import build_mirrors
 
             mirror = build_mirrors(mirror)  # checked on every rank, before anything is written
         self.rank = detect_rank() if rank is None else int(rank)
         self.world_size = detect_world_size()
+        distributed = self.world_size > 1 and process_group_ready()
+        if signums and self.world_size > 1 and not distributed:
+            raise RuntimeError(
+                f"stop_signals={stop_signals!r} under WORLD_SIZE={self.world_size} needs a "
+                "torch.distributed process group to agree on the stop; call "
+                "expmate.torch.mp.setup_ddp() before creating the logger"
+            )
         if run_dir is None:
             from expmate.run_id import shared_run_id
 
@@ -217,8 +230,15 @@ class ExperimentLogger:
                 flush_interval=self.flush_interval,
                 world_size=self.world_size,
             )
-        self._reduce_opts: dict[tuple[str, str], tuple[bool, str | None]] = {}
-        self._reducer: Any = None
+        self._router = MetricRouter(
+            self._metrics,
+            rank=self.rank,
+            world_size=self.world_size,
+            default_reduce=self.default_reduce,
+            sync_timeout=self.sync_timeout,
+            sync_every=sync_every,
+            flush=functools.partial(self.flush_files, forced=True),
+        )
         self._limiters: dict[Any, RateLimiter] = {}
         self._waiting = 0
         self._last_flush = time.time()
@@ -227,11 +247,12 @@ class ExperimentLogger:
         self._opened(resumed)
         self._ending: BaseException | None = None
         self._start_extras(capture_git, system_metrics)
-        if self.default_reduce is not None and self.world_size > 1 and process_group_ready():
-            # A logger that reduces by default joins the reduction group now (every rank builds
-            # its logger at the same point), so sync()/flush()/close() are collectives from the
-            # start, on every rank alike.
-            self._reducer = self._make_reducer()
+        if distributed and (self.default_reduce is not None or signums):
+            # A logger that reduces by default (or agrees on a stop) joins the reduction group
+            # now (every rank builds its logger at the same point), so sync()/flush()/close()
+            # are collectives from the start, on every rank alike.
+            self._router.start()
+        stopping.enable(self, signums)
         if mirror and self.rank == 0:
             from expmate.mirrors.forwarder import MirrorSet, run_info
 
@@ -368,156 +389,6 @@ class ExperimentLogger:
         if full:
             self.flush_files(forced=True)
 
-    def _raise_closed(self) -> None:
-        raise RuntimeError(
-            f"ExperimentLogger for {str(self.run_dir)!r} is closed; nothing was logged"
-        )
-
-    # ------------------------------------------------------------------ metrics
-
-    def log_metric(
-        self,
-        step: int,
-        split: str,
-        name: str,
-        value: Any,
-        track_best: bool = True,
-        mode: str | None = None,
-        *,
-        reduce: str | None = _DEFAULT,
-        weight: float = 1.0,
-    ) -> None:
-        """Append one row to ``metrics.csv`` and update the best value of ``{split}_{name}``.
-
-        Args:
-            step: the training step or epoch (an integer).
-            split: ``train``, ``val``, ``test``, ... (any text; quoted in the CSV as needed).
-            name: the metric name.
-            value: int, float, bool, numpy scalar, or a one-element tensor on any device (device
-                values are copied to the host once per flush or sync, never per call).
-            track_best: keep the best value in ``best.json``.
-            mode: ``min`` or ``max``; None detects it from the name (``loss`` -> min, ``accuracy``
-                -> max) and leaves a name that says neither untracked.
-            reduce: ``mean``, ``sum``, ``min``, ``max`` across ranks, or None for this rank's own
-                value; defaults to the logger's ``reduce``.
-            weight: this rank's weight in a ``mean`` (e.g. its sample count).
-
-        Raises:
-            TypeError, ValueError: a bad step, split, name, value, mode or reduction, named.
-        """
-        if self.closed:
-            self._raise_closed()
-        if type(step) is not int or not STEP_MIN <= step <= STEP_MAX:
-            step = step_value(step)
-        kind = type(value)
-        if kind is not float and (
-            kind is not int or not -FLOAT_INT_LIMIT <= value <= FLOAT_INT_LIMIT
-        ):
-            value = metric_value(value, what=f"value of metric {split!r}/{name!r}")
-        if mode is not None:
-            check_mode(mode)
-        op = self.default_reduce if reduce is _DEFAULT else reduce_op(reduce)
-        if type(weight) is not float or not 0.0 <= weight < math.inf:
-            weight = weight_value(weight)
-        if op is not None and self.world_size > 1:
-            self._reduce(step, split, name, value, op, weight, track_best, mode)
-            return
-        if type(value) is float or type(value) is int:
-            waiting = self._metrics.record(step, split, name, value, track_best, mode, time.time())
-        else:
-            waiting = self._metrics.defer(step, split, name, value, track_best, mode, time.time())
-        if waiting >= _MAX_WAITING:
-            self.flush_files(forced=True)
-
-    def log_metrics(
-        self,
-        step: int,
-        split: str,
-        metrics: Mapping[str, Any],
-        *,
-        track_best: bool = True,
-        reduce: str | None = _DEFAULT,
-        weight: float = 1.0,
-    ) -> None:
-        """Log every ``name: value`` of ``metrics`` for one step and split (modes from the names).
-
-        All or nothing: every item is checked first, so one bad name or value raises before any
-        row is written.
-
-        Raises:
-            TypeError, ValueError: a bad step, split, name or value (named), or not a mapping.
-
-        Example:
-            >>> logger.log_metrics(3, "val", {"loss": 0.41, "accuracy": 0.9})  # doctest: +SKIP
-        """
-        for name, value in checked_metrics(self._metrics, split, metrics):
-            self.log_metric(step, split, name, value, track_best, reduce=reduce, weight=weight)
-
-    # ------------------------------------------------------------------ cross-rank reduction
-
-    def _reduce(
-        self,
-        step: int,
-        split: str,
-        name: str,
-        value: Any,
-        op: str,
-        weight: float,
-        track_best: bool,
-        mode: str | None,
-    ) -> None:
-        self._metrics.key(split, name)
-        self._reduce_opts[(split, name)] = (track_best, mode)
-        if self._reducer is None:
-            self._reducer = self._make_reducer()
-        self._reducer.add(step, split, name, value, op, weight)
-
-    def _make_reducer(self) -> Any:
-        if not process_group_ready():
-            raise RuntimeError(
-                f"WORLD_SIZE={self.world_size} but no torch.distributed process group is "
-                "initialized, so metrics cannot be reduced across ranks; call "
-                "expmate.torch.mp.setup_ddp() before logging reduced metrics"
-            )
-        from expmate.torch.reduce import MetricReducer
-
-        return MetricReducer(self._emit_reduced, timeout=self.sync_timeout)
-
-    def _emit_reduced(self, step: int, split: str, name: str, value: float) -> None:
-        """Called on every rank with each reduced value; rank 0 writes it, all ranks track best."""
-        track_best, mode = self._reduce_opts.get((split, name), (True, None))
-        waiting = self._metrics.record(
-            step, split, name, value, track_best, mode, time.time(), write=self.rank == 0
-        )
-        if waiting >= _MAX_WAITING:
-            self.flush_files(forced=True)
-
-    def sync(self) -> None:
-        """Reduce the metrics waiting for the current step now (a collective once any reduced
-        metric was logged: every rank must call it at the same point)."""
-        if self.closed:
-            self._raise_closed()
-        if self._reducer is not None:
-            self._reducer.sync()
-
-    # ------------------------------------------------------------------ best values
-
-    def get_best_metric(self, name: str, split: str = "val") -> dict[str, Any] | None:
-        """``{'value', 'step', 'mode'}`` of the best ``split``/``name`` so far, or None.
-
-        Device values logged since the last flush are copied to the host first. Reduced metrics
-        count from their last sync (the current step's values are reduced when the step changes).
-        """
-        return self._metrics.get_best(split, name)
-
-    def get_last_metric(self, name: str, split: str = "val") -> dict[str, Any] | None:
-        """``{'value', 'step'}`` of the latest ``split``/``name`` logged, or None.
-
-        The value written to ``metrics.csv``: under reduction the global value, known on every
-        rank (counted from the last sync, as for :meth:`get_best_metric`).
-        """
-        return self._metrics.get_last(split, name)
-
     # ------------------------------------------------------------------ resuming from a checkpoint
 
     def resume(self, step: int) -> None:
@@ -539,6 +410,7 @@ class ExperimentLogger:
         if self.closed:
             self._raise_closed()
         step = step_value(step)
+        self._router.wait()  # reduced values in flight land before the history is rewound
         self.flush_files()
         with self._io_lock:
             marker = resume_history(self._attempts, self._metrics, step)
@@ -726,8 +598,7 @@ class ExperimentLogger:
         then write everything buffered to disk."""
         if self.closed:
             return
-        if self._reducer is not None:
-            self._reducer.sync()
+        self._router.sync()
         self.flush_files()
 
     def _files(self) -> list[AppendFile]:
@@ -742,6 +613,7 @@ class ExperimentLogger:
         self._waiting = 0
         self._metrics.after_fork()
         self._mirrors = None  # their threads stayed in the parent
+        self._router.after_fork()
         if self._summary is not None:
             self._summary.path = None  # one writer: the parent process
         self._attempts.detach()
@@ -760,8 +632,7 @@ class ExperimentLogger:
         if self.closed:
             return
         try:
-            if sync and self._reducer is not None:
-                self._reducer.close()
+            self._router.close(sync=sync)
         finally:
             # An exception on its way out (a `with` block left by it, close() in a `finally`, a
             # final sync that failed) is how the run ended.
@@ -773,6 +644,7 @@ class ExperimentLogger:
             self.flush_files(end=end, last=True)
             self.closed = True
             flushing.unregister(self)
+            stopping.disable(self)
             with self._io_lock, self._lock:
                 self._jsonl.close()
                 self._human.close()

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,16 @@ def clock(timestamp: float) -> str:
 def transcript(events: list[dict[str, Any]]) -> list[str]:
     """The ``exp.log`` lines the given JSONL events should have produced."""
     return [f"{clock(e['timestamp'])} - {e['level']} - {e['message']}" for e in events]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def make_logger(run_dir: Path, **kwargs: Any) -> tuple[ExperimentLogger, io.StringIO]:

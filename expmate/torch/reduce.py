@@ -1,20 +1,65 @@
-"""Cross-rank metric reduction: one collective per sync point, mismatches raised on every rank.
+"""Cross-rank metric reduction that never stalls training: asynchronous, batched, one collective
+per sync point, the same results and the same errors on every rank.
 
-Every rank hands its local values to :class:`MetricReducer`; they wait in a per-step buffer. At a
-sync point (the step changes, :meth:`MetricReducer.sync`, :meth:`MetricReducer.close`) every rank
-sends one float64 row ``[fingerprint, step, contributions...]`` in one ``all_gather`` on a
-dedicated gloo group, and every rank reduces the gathered matrix itself, so all ranks hold the
-same reduced values. The fingerprint names the rank's metric key set; when all fingerprints and
-steps agree (the steady state) that one collective is all. Otherwise every rank sees the same
-disagreement and takes the same slow path: one ``all_gather_object`` of the ranks' keys and values,
-then either agreement on the new key set (remembered for later steps) or the same
-:class:`MetricMismatchError` on every rank.
+Every rank hands its local values to :class:`MetricReducer`. They wait in a buffer of *windows*
+of ``sync_every`` steps (``step // sync_every``). A *sync point* is the first value of a new
+window (decided from the step alone, the same on every rank), :meth:`MetricReducer.sync` or
+:meth:`MetricReducer.close`. At a sync point the rank
+
+1. waits for the previous sync point's job (normally long complete) and applies what only a sync
+   point may change, identically on every rank: its error is raised now, naming its steps; the
+   agreed stop and the other ride-along columns are handed over; a rank behind catches up;
+2. packs the window into one float64 row (``sync_every`` step rows plus control and ride-along
+   columns), starts copying device values to pinned host memory (no host sync), and hands the
+   job to the reducer's own thread, which waits for the copy, makes the one ``all_gather`` on a
+   dedicated gloo group, reads the gathered matrix (the slow path, one ``all_gather_object``,
+   when a step's key set is new or disagrees) and emits the reduced values at once: rank 0
+   writes them, every rank tracks bests;
+3. returns to training. The value that triggered the sync point is buffered before any error of
+   step 1 is raised, so it is never lost.
+
+So a job costs the training thread a few microseconds; its collective overlaps the next window's
+work. A background thread was chosen over gloo's asynchronous work handles by measurement (see
+``docs/distributed.md``): handing a job over costs the training thread less than posting the
+collective itself and reading its result, and only a thread can also wait for CUDA copies, run
+the slow path and write the rows without the training thread.
+
+When the ranks disagree (different metrics, ops or steps) every rank raises the same
+:class:`MetricMismatchError` at its next sync point and the values of those steps are dropped.
+A rank that sent an older window than the others (it skipped steps) also drops its batches up to
+the newest window sent, so the next sync point agrees again. A rank that closes while others do
+not makes the reduction end on every rank with the same error, instead of a timeout. A rank that
+never arrives makes the others raise :class:`SyncTimeoutError` within the timeout, naming the
+ranks that did not arrive.
+
+Ride-along columns
+------------------
+A component that needs a few numbers combined across ranks (a stop request, each rank's latest
+system sample) can send them in the collective the reducer makes anyway, at no extra cost::
+
+    from expmate.reduction import Columns
+
+    def on_reduced(values: dict[str, float]) -> None:   # every rank, after each sync
+        ...
+
+    columns = Columns("system", {"cpu": "max", "rss": "max", "samples": "max"}, on_reduced)
+    reducer.add_columns(columns)          # same columns, same point, on every rank
+    columns.update({"cpu": 93.0, "samples": 12.0})   # any time, any thread (or signal handler)
+
+Each column's current value travels in every collective; after each sync every rank calls
+``on_reduced`` with the ``max``/``min``/``sum`` over ranks, on the thread that reached the sync
+point (in the order the sync points happen; a callback must not raise or block: an exception is
+reported once to stderr). Columns must be added at the same point on every rank (when the logger
+is built): they widen the row every rank sends. The logger's agreed stop is one such column
+(``max`` of "this rank asked to stop"); under :class:`expmate.reduction.LocalReduction` (one
+process) updates are handed straight back. Through the logger use its router:
+``logger._router.add_columns(name, ops, on_reduced)``.
 
 Example:
     >>> seen = []
     >>> reducer = MetricReducer(lambda step, split, name, value: seen.append((step, name, value)))
     >>> reducer.add(0, "train", "loss", 0.5, "mean", 1.0)
-    >>> reducer.add(1, "train", "loss", 0.25, "mean", 1.0)  # step changed: step 0 is reduced
+    >>> reducer.add(1, "train", "loss", 0.25, "mean", 1.0)  # new window: step 0 goes out
     >>> reducer.close()
     >>> seen
     [(0, 'loss', 0.5), (1, 'loss', 0.25)]
@@ -23,36 +68,29 @@ Example:
 from __future__ import annotations
 
 import math
+import os
+import queue
+import threading
 import weakref
-from array import array
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-import torch
 import torch.distributed as dist
 
-from expmate.torch._layout import (
-    OPS,
-    ColumnStats,
-    Layout,
-    MetricKey,
-    Plan,
-    fill_row,
-    make_layout,
-    make_plan,
-    metric_label,
-    mismatch_report,
-    payload_matrix,
-    reduce_columns,
-)
+from expmate.reduction import Columns, Emit, register_distributed
+from expmate.sinks import report_failure
+from expmate.torch._batch import Job, Slot, StepValues, start_copy
+from expmate.torch._device_copy import PinnedBuffers
+from expmate.torch._exchange import Exchange, MetricMismatchError, SyncTimeoutError
+from expmate.torch._layout import OPS, Layout, Plan, format_steps, make_plan
 from expmate.torch._transport import (
     GlooTransport,
     LocalTransport,
     Transport,
     default_transport,
 )
-from expmate.values import host_floats, weight_value
+from expmate.values import step_value, weight_value
 
 __all__ = [
     "GlooTransport",
@@ -65,26 +103,9 @@ __all__ = [
     "default_transport",
 ]
 
-Emit = Callable[[Any, str, str, float], None]
-T = TypeVar("T")
-
-_SENTINEL = -1.0  # fingerprint sent by a rank whose key set no remembered layout describes
 _LAYOUTS_KEPT = 16
-_HEADER = 2  # fingerprint, step
-_PENDING_SHOWN = 20
 _PLANS_KEPT = 64
 _OP_SET = frozenset(OPS)
-
-
-class MetricMismatchError(RuntimeError):
-    """Ranks logged different metrics (names, splits, reduce ops or steps) for one sync point.
-
-    Raised with the same message on every rank; the values of that sync point are discarded.
-    """
-
-
-class SyncTimeoutError(RuntimeError):
-    """A rank did not reach a sync point within the timeout (or left the job)."""
 
 
 def _group_transport(timeout: float) -> Transport:
@@ -99,210 +120,390 @@ def _group_transport(timeout: float) -> Transport:
         ) from exc
 
 
+class _Worker:
+    """The reducer's own thread: runs one job at a time, in the order handed over."""
+
+    def __init__(self, run: Callable[[Job], None]) -> None:
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._loop, args=(run,), name="expmate-reduce", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        self._queue.put(job)
+
+    def stop(self, *, join: bool) -> None:
+        self._queue.put(None)
+        if join:
+            self._thread.join(timeout=10.0)
+
+    def _loop(self, run: Callable[[Job], None]) -> None:
+        while (job := self._queue.get()) is not None:
+            run(job)
+
+
+def _worse(first: BaseException | None, second: BaseException | None) -> BaseException | None:
+    """The error to raise of two sync points' errors: a failed collective outranks a mismatch;
+    two mismatches become one error that reports both."""
+    if first is None or second is None or second is first:
+        return first if second is None else second
+    if isinstance(second, SyncTimeoutError) and not isinstance(first, SyncTimeoutError):
+        return second
+    if type(first) is MetricMismatchError and type(second) is MetricMismatchError:
+        return MetricMismatchError(f"{first}\n{second}")
+    return first
+
+
 class MetricReducer:
-    """Reduce metric values across ranks, one collective per sync point.
+    """Reduce metric values across ranks: one collective per sync point, off the training thread.
 
     Args:
-        emit: called on every rank after each sync as ``emit(step, split, name, value)`` for every
-            metric of the step, in the order this rank first added them; ``value`` is a float.
-        timeout: seconds a sync waits for the other ranks before :class:`SyncTimeoutError`.
+        emit: called on every rank as ``emit(step, split, name, value)`` for every reduced
+            metric, step by step in step order, each step's metrics in the order this rank first
+            added them. ``value`` is a float, or an int for a sum/min/max of integers.
+        timeout: seconds a collective waits for the other ranks before :class:`SyncTimeoutError`.
         transport: the collectives to use; default: a new gloo group over all ranks when a
             process group of more than one rank is initialised (a collective: every rank must
             construct its reducer at the same point), else no communication at all.
+        sync_every: steps per collective: the values of ``step // sync_every`` travel together.
+        blocking: wait for each collective at its own sync point (errors raised there, nothing
+            left in flight); the default hands it to the reducer's thread.
 
     Semantics:
         ``mean`` is ``sum(value * weight) / sum(weight)`` over ranks (NaN when the weights sum to
-        0); ``sum``, ``min`` and ``max`` ignore the weight (as a single process does, where
-        every reduction returns the value itself).
-        The same ``(split, name)`` added twice in one step: the later value, op and weight
-        replace the earlier ones. Tensor values are snapshotted (``detach().clone()``, no host
-        sync) when added and copied to the host once per sync point.
+        0); ``sum``, ``min`` and ``max`` ignore the weight, and keep integers integers when every
+        rank's value is one (up to 2**53). The same ``(split, name)`` added twice for one step:
+        the later value, op and weight replace the earlier ones. Tensor values are snapshotted
+        (``detach().clone()``, no host sync) when added and copied to the host once per sync
+        point (CUDA: pinned memory and an event, read by the reducer's thread).
     """
 
     def __init__(
-        self, emit: Emit, *, timeout: float = 300.0, transport: Transport | None = None
+        self,
+        emit: Emit,
+        *,
+        timeout: float = 300.0,
+        transport: Transport | None = None,
+        sync_every: int = 1,
+        blocking: bool = False,
     ) -> None:
         if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if type(sync_every) is not int or sync_every < 1:
+            raise ValueError(f"sync_every must be a positive number of steps, got {sync_every!r}")
         self._emit = emit
         self._timeout = float(timeout)
+        self._every = sync_every
         self._transport = transport if transport is not None else _group_transport(timeout)
-        self._layouts: OrderedDict[tuple[MetricKey, ...], Layout] = OrderedDict()
-        self._plans: dict[tuple[MetricKey, ...], Plan] = {}
-        self._row_width = _HEADER
-        self._wire_buffer = array("d")
-        self._wire = torch.empty(0, dtype=torch.float64)
-        self._remember(make_layout(()))
-        self._reset()
-        self._failure: BaseException | None = None
+        # One rank has nothing to wait for: run every job at once.
+        self._blocking = bool(blocking) or self._transport.world_size == 1
+        self._exchange = Exchange(self._transport, sync_every=sync_every, timeout=self._timeout)
+        self._columns: list[Columns] = []
+        self._layouts: OrderedDict[Any, Layout] = OrderedDict()
+        self._plans: dict[Any, Plan] = {}
+        self._row_width = 0
+        self._window: Any = None
+        self._slots: dict[int, StepValues] = {}
+        self._current: StepValues | None = None
+        self._seq = 0
+        self._inflight: Job | None = None
+        self._broken: BaseException | None = None
+        self._ended: MetricMismatchError | None = None
+        self._drop_through: float | None = None
+        self._worker: _Worker | None = None
+        self._pinned = PinnedBuffers()
+        self._forked = False
         self._closed = False
+        self._unusable = False  # closed, broken, ended or forked: add() must check which
         _LIVE.append(weakref.ref(self))
-
-    def _reset(self) -> None:
-        # The buffer of one step, in the order metrics were first added (a later value of the
-        # same (split, name) replaces the earlier one in place).
-        self._step: Any = None
-        self._specs: list[MetricKey] = []
-        self._values: list[Any] = []
-        self._weights: list[float] = []
-        self._index: dict[tuple[str, str], int] = {}
-        self._has_tensor = False
 
     @property
     def world_size(self) -> int:
         """Number of ranks taking part."""
         return self._transport.world_size
 
-    def add(self, step: Any, split: str, name: str, value: Any, op: str, weight: float) -> None:
-        """Buffer one local value; sync the buffered step first when ``step`` differs from it.
+    @property
+    def transport(self) -> Transport:
+        """The transport (a :class:`GlooTransport` counts its collectives in ``counts``)."""
+        return self._transport
+
+    # ------------------------------------------------------------------ buffering
+
+    def add(self, step: int, split: str, name: str, value: Any, op: str, weight: float) -> None:
+        """Buffer one local value; the first value of a new window is a sync point.
 
         Raises:
             ValueError: ``op`` is not mean/sum/min/max, or ``weight`` is negative or not finite.
-            MetricMismatchError, SyncTimeoutError: from the sync of the previous step.
+            TypeError: ``step`` is not an integer.
+            MetricMismatchError, SyncTimeoutError: from the previous sync point (``value`` is
+                buffered all the same).
         """
         if op not in _OP_SET:
             raise ValueError(f"reduce must be one of {', '.join(OPS)}, got {op!r}")
         if not (type(weight) is float and 0.0 <= weight < math.inf):
             weight = weight_value(weight)
-        if self._closed or self._failure is not None:
+        if type(step) is not int:
+            step = step_value(step)
+        if self._unusable:
             self._check_usable()
-        if step != self._step and self._step is not None:
-            self.sync()
-        self._step = step
-        if type(value) is not float:
-            value = self._snapshot(value)
-        key = (split, name)
-        at = self._index.get(key)
-        if at is None:
-            self._index[key] = len(self._values)
-            self._specs.append((split, name, op))
-            self._values.append(value)
-            self._weights.append(weight)
-        else:
-            self._specs[at] = (split, name, op)
-            self._values[at] = value
-            self._weights[at] = weight
+        current = self._current
+        error = None
+        if current is None or current.step != step:
+            current, error = self._step_values(step)
+        current.put(split, name, op, value, weight)
+        if error is not None:
+            raise error
 
-    def _snapshot(self, value: Any) -> Any:
-        if isinstance(value, torch.Tensor):
-            self._has_tensor = True
-            return value.detach().clone()  # no host sync; later in-place changes do not count
-        return float(value)
+    def _step_values(self, step: int) -> tuple[StepValues, BaseException | None]:
+        """The buffer of a step not buffered last; the first of a new window is a sync point,
+        whose error is returned (the caller buffers its value first, then raises it)."""
+        every = self._every
+        window = step if every == 1 else step // every
+        error = None
+        if window != self._window:
+            if self._window is not None:
+                error = self._advance()
+            self._window = window
+        index = step - window * every
+        current = self._slots.get(index)
+        if current is None:
+            current = self._slots[index] = StepValues(step)
+        self._current = current
+        return current, error
+
+    def add_columns(self, columns: Columns) -> None:
+        """Send ``columns`` in every collective from the next sync point on (see the module
+        docstring); every rank must add the same columns at the same point."""
+        self._columns.append(columns)
+
+    # ------------------------------------------------------------------ sync points
 
     def sync(self) -> None:
-        """Reduce what is buffered now: a collective that every rank must reach at the same
-        point, even with nothing buffered.
+        """A sync point now, even with nothing buffered (a collective every rank must reach at
+        the same point), that waits until everything is reduced and emitted.
 
         Raises:
             MetricMismatchError: the ranks' metric sets, ops or steps differ (on every rank).
             SyncTimeoutError: another rank did not arrive within the timeout or left the job.
         """
         self._check_usable()
-        step, spec = self._step, tuple(self._specs)
-        values = host_floats(self._values) if self._has_tensor else self._values
-        weights = self._weights
-        self._reset()
-        plan = self._plans.get(spec) or self._new_plan(spec)
-        known = plan.layout.keys in self._layouts
-        row = [0.0] * self._row_width
-        row[0] = plan.layout.fingerprint if known else _SENTINEL
-        row[1] = float(step) if step is not None else 0.0
-        if known:
-            fill_row(row, plan, values, weights)
-        matrix = self._collective(self._transport.all_gather, self._wire_of(row), step, plan)
-        stats = ColumnStats(matrix)
-        if known and stats.agree(row[0]):
-            self._layouts.move_to_end(plan.layout.keys)
-        else:
-            stats = self._slow_path(step, plan, values, weights)
-        for (split, name, _), reduced in zip(spec, reduce_columns(plan, stats), strict=True):
-            self._emit(step, split, name, reduced)
+        error = self._consume()
+        job = self._pack(force=True)
+        if job is not None:
+            self._post(job)
+            error = _worse(error, self._consume())
+        if error is not None:
+            raise error
+
+    def wait(self) -> None:
+        """Wait until the collective in flight, if any, has emitted its values (no
+        communication; its errors are raised at the next sync point)."""
+        job = self._inflight
+        if job is not None and not self._forked:
+            job.done.wait(self._wait_limit)
 
     def close(self) -> None:
         """Final sync (a collective, unless an earlier sync failed), then release the group.
 
         Calling it again does nothing.
+
+        Raises:
+            MetricMismatchError, SyncTimeoutError: of the last two sync points.
         """
         if self._closed:
             return
+        error = None
         try:
-            if self._failure is None:
-                self.sync()
+            if not self._forked:
+                error = self._consume()
+                job = self._pack(force=True, closing=True)
+                if job is not None:
+                    self._post(job)
+                    error = _worse(error, self._consume())
         finally:
-            self._closed = True
+            self._closed = self._unusable = True
+            self._release()
+        if error is not None:
+            raise error
+
+    def abandon(self) -> None:
+        """Close without a final sync (the other ranks may never join one): buffered values
+        are dropped; a collective in flight is left to its thread."""
+        if self._closed:
+            return
+        if self._inflight is not None and self._inflight.done.is_set():
+            self._inflight = None
+        self._closed = self._unusable = True
+        self._release()
+
+    # ------------------------------------------------------------------ the pipeline
+
+    @property
+    def _wait_limit(self) -> float:
+        # A job is one collective and at most one object exchange, each bounded by the timeout.
+        return 3 * self._timeout + 30.0
+
+    def _advance(self) -> BaseException | None:
+        """The sync point of a new window: collect the last job, send the finished window."""
+        error = self._consume()
+        job = self._pack(force=False)
+        if job is not None:
+            self._post(job)
+            if self._blocking:
+                error = _worse(error, self._consume())
+        return error
+
+    def _pack(self, *, force: bool, closing: bool = False) -> Job | None:
+        """The job of the buffered window (None when there is nothing to send and not ``force``,
+        or when this reducer can make no more collectives)."""
+        window, slots = self._window, self._slots
+        self._window, self._slots, self._current = None, {}, None
+        if self._broken is not None or self._ended is not None:
+            return None
+        if window is not None and self._drop_through is not None:
+            if window <= self._drop_through:  # behind the other ranks: catch up
+                window, slots = None, {}
+            else:
+                self._drop_through = None
+        if window is None and not force:
+            return None
+        planned = []
+        for index, values in sorted(slots.items()):
+            plan = self._plan(values)
+            planned.append(Slot(index, values, plan, plan.layout.ident in self._layouts))
+        job = Job(
+            seq=self._seq,
+            window=window,
+            closing=closing,
+            slots=planned,
+            column_sets=tuple(self._columns),
+            columns=[v for columns in self._columns for v in columns.current()],
+            copy=start_copy(planned, self._pinned),
+            width=self._row_width,
+        )
+        self._seq += 1
+        return job
+
+    def _plan(self, values: StepValues) -> Plan:
+        key = (tuple(values.specs), tuple(values.ints))
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= _PLANS_KEPT:
+                self._plans.clear()
+            plan = self._plans[key] = make_plan(key[0], ints=key[1])
+        return plan
+
+    def _post(self, job: Job) -> None:
+        self._inflight = job
+        if self._blocking:
+            self._run(job)
+            return
+        if self._worker is None:
+            self._worker = _Worker(self._run)
+        self._worker.submit(job)
+
+    def _run(self, job: Job) -> None:
+        """Make the job's collectives and emit its reduced values (the reducer's thread)."""
+        self._exchange.run(job)
+        self._finish(job)
+
+    def _finish(self, job: Job) -> None:
+        """After the collectives: remember the layouts, emit the values, mark the job done."""
+        try:
+            if job.failure is None:
+                for layout in job.remember:
+                    self._remember(layout)
+                emit = self._emit
+                for step, split, name, value in job.emits:
+                    emit(step, split, name, value)
+        except BaseException as exc:  # noqa: BLE001 - a failing emit: raised on the training thread
+            job.failure = exc
+        finally:
+            job.done.set()
+
+    def _consume(self) -> BaseException | None:
+        """Wait for the job in flight and apply all of it; return its error (not raised)."""
+        job = self._inflight
+        if job is None:
+            return None
+        self._inflight = None
+        if not job.done.wait(self._wait_limit):
+            self._unusable = True
+            self._broken = SyncTimeoutError(
+                f"metric sync on rank {self._transport.rank} at "
+                f"{format_steps(job.steps) if job.steps else 'a sync with nothing buffered'} "
+                f"did not complete within {self._wait_limit:g}s"
+            )
+            return self._broken
+        return self._apply_control(job)
+
+    def _apply_control(self, job: Job) -> BaseException | None:
+        """What only a sync point may change: errors, the catch-up, the ride-along columns."""
+        if job.failure is not None:
+            self._broken, self._unusable = job.failure, True
+            return job.failure
+        if job.reduced_columns is not None:
+            at = 0
+            for columns in job.column_sets:
+                part = job.reduced_columns[at : at + len(columns.names)]
+                at += len(columns.names)
+                try:
+                    columns.deliver(part)
+                except Exception as exc:  # noqa: BLE001 - a component's bug must not stop training
+                    report_failure(f"the callback of the {columns.name!r} columns", exc)
+        if job.drop_through is not None:
+            self._drop_through = job.drop_through
+        if job.mismatch is None:
+            return None
+        error = MetricMismatchError(job.mismatch)
+        if job.ended:
+            self._ended, self._unusable = error, True
+        return error
+
+    def _remember(self, layout: Layout) -> None:
+        # Every rank applies the same sequence of layouts (in step order, one job after the
+        # other, before the next job is packed), so the row width, the widest remembered
+        # layout, is the same on every rank.
+        layouts = self._layouts
+        if layout.ident in layouts:
+            layouts.move_to_end(layout.ident)  # the widths are unchanged
+            return
+        layouts[layout.ident] = layout
+        while len(layouts) > _LAYOUTS_KEPT:
+            layouts.popitem(last=False)
+        self._row_width = max(lay.width for lay in layouts.values())
+
+    def _release(self) -> None:
+        busy = self._inflight is not None  # its thread may still be inside a collective
+        if self._worker is not None:
+            self._worker.stop(join=not busy)
+            self._worker = None
+        if not busy and not self._forked:
             self._transport.close()
-            _LIVE[:] = [ref for ref in _LIVE if ref() not in (None, self)]
+        _LIVE[:] = [ref for ref in _LIVE if ref() not in (None, self)]
 
     def _check_usable(self) -> None:
         if self._closed:
             raise RuntimeError("this MetricReducer is closed")
-        if self._failure is not None:
+        if self._forked:
+            raise RuntimeError(
+                "this MetricReducer belongs to the parent process: a forked child cannot "
+                "reduce metrics"
+            )
+        if self._broken is not None:
             raise SyncTimeoutError(
-                f"an earlier metric sync failed ({self._failure}); metrics can no longer be "
+                f"an earlier metric sync failed ({self._broken}); metrics can no longer be "
                 "reduced in this job"
             )
+        if self._ended is not None:
+            raise MetricMismatchError(str(self._ended))
 
-    def _wire_of(self, row: list[float]) -> torch.Tensor:
-        """The row as a float64 tensor over a reused host buffer (no tensor built per sync)."""
-        if len(self._wire_buffer) != len(row):
-            self._wire_buffer = array("d", row)
-            self._wire = torch.frombuffer(self._wire_buffer, dtype=torch.float64)
-        else:
-            self._wire_buffer[:] = array("d", row)
-        return self._wire
-
-    def _new_plan(self, spec: tuple[MetricKey, ...]) -> Plan:
-        if len(self._plans) >= _PLANS_KEPT:
-            self._plans.clear()
-        plan = self._plans[spec] = make_plan(spec, _HEADER)
-        return plan
-
-    def _slow_path(
-        self, step: Any, plan: Plan, values: list[Any], weights: list[float]
-    ) -> ColumnStats:
-        """Exchange keys and values as objects; agree on the key set or raise on every rank."""
-        metrics = [
-            (s, n, op, v, w) for (s, n, op), v, w in zip(plan.spec, values, weights, strict=True)
-        ]
-        payloads = self._collective(self._transport.all_gather_object, (step, metrics), step, plan)
-        report = mismatch_report(payloads)
-        if report is not None:
-            raise MetricMismatchError(
-                "ranks logged different metrics for the same sync point; every rank must log "
-                "the same metrics (split, name and reduce op) for a step and reach "
-                f"sync()/flush()/close() at the same points. The values were discarded.\n{report}"
-            )
-        self._remember(plan.layout)
-        return ColumnStats(payload_matrix(payloads, plan, _HEADER))
-
-    def _remember(self, layout: Layout) -> None:
-        # Every rank updates its layouts identically (after agreement), so the row width, the
-        # largest remembered layout, is the same on every rank.
-        self._layouts[layout.keys] = layout
-        self._layouts.move_to_end(layout.keys)
-        while len(self._layouts) > _LAYOUTS_KEPT:
-            self._layouts.popitem(last=False)
-        self._row_width = _HEADER + max(lay.width for lay in self._layouts.values())
-
-    def _collective(self, fn: Callable[[Any], T], arg: Any, step: Any, plan: Plan) -> T:
-        try:
-            return fn(arg)
-        except RuntimeError as exc:
-            self._failure = exc
-            raise SyncTimeoutError(self._timeout_message(step, plan, exc)) from exc
-
-    def _timeout_message(self, step: Any, plan: Plan, exc: BaseException) -> str:
-        names = [metric_label(s, n) for s, n, _ in plan.layout.keys]
-        if len(names) > _PENDING_SHOWN:
-            names = [*names[:_PENDING_SHOWN], f"... ({len(plan.layout.keys)} metrics)"]
-        pending = ", ".join(names) if names else "none"
-        where = f"step {step}" if step is not None else "a sync with nothing buffered"
-        return (
-            f"metric sync on rank {self._transport.rank} failed at {where} (pending metrics: "
-            f"{pending}): another rank did not reach the sync point within {self._timeout:g}s "
-            "or left the job. Every rank must log the same steps and call sync()/flush()/close() "
-            f"at the same points. Cause: {str(exc).strip()[:500]}"
-        )
+    def _after_fork(self) -> None:
+        # The thread and the group belong to the parent; the child must not touch them.
+        self._forked = self._unusable = True
+        self._worker = None
+        self._inflight = None
 
 
 _LIVE: list[weakref.ref[MetricReducer]] = []
@@ -326,3 +527,22 @@ def close_all() -> None:
     _LIVE.clear()
     if first is not None:
         raise first
+
+
+def distributed_reduction(emit: Emit, *, timeout: float, sync_every: int) -> MetricReducer:
+    """The logger's distributed reduction (registered with the core when this module loads)."""
+    return MetricReducer(emit, timeout=timeout, sync_every=sync_every)
+
+
+register_distributed(distributed_reduction)
+
+
+def _after_fork_in_child() -> None:
+    for ref in list(_LIVE):
+        reducer = ref()
+        if reducer is not None:
+            reducer._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

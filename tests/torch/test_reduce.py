@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,70 +20,11 @@ from expmate.torch.reduce import (
     close_all,
 )
 from tests.ddp_launch import torchrun
+from tests.torch.thread_ranks import run_ranks
 
 WORKERS = Path(__file__).parent / "workers"
 
 Seen = list[tuple[Any, str, str, float]]
-
-
-class _Hub:
-    """What the in-memory ranks share: one slot each and a barrier."""
-
-    def __init__(self, world: int) -> None:
-        self.world = world
-        self.barrier = threading.Barrier(world, timeout=10)
-        self.slots: list[Any] = [None] * world
-
-
-class ThreadTransport:
-    """An in-memory double of the gloo transport: one thread a rank, counting collectives."""
-
-    def __init__(self, hub: _Hub, rank: int) -> None:
-        self.hub = hub
-        self.rank = rank
-        self.world_size = hub.world
-        self.calls: list[str] = []
-
-    def _exchange(self, item: Any) -> list[Any]:
-        self.hub.slots[self.rank] = item
-        self.hub.barrier.wait()
-        out = list(self.hub.slots)
-        self.hub.barrier.wait()
-        return out
-
-    def all_gather(self, row: torch.Tensor) -> torch.Tensor:
-        self.calls.append("all_gather")
-        return torch.stack(self._exchange(row.clone()))
-
-    def all_gather_object(self, obj: Any) -> list[Any]:
-        self.calls.append("all_gather_object")
-        return self._exchange(obj)
-
-    def close(self) -> None:
-        self.calls.append("close")
-
-
-def run_ranks(world: int, body: Callable[[int, MetricReducer], None]) -> list[dict[str, Any]]:
-    """Run ``body(rank, reducer)`` on ``world`` threads; return per rank what was emitted/raised."""
-    hub = _Hub(world)
-    results: list[dict[str, Any]] = [{"seen": [], "error": None} for _ in range(world)]
-
-    def target(rank: int) -> None:
-        transport = ThreadTransport(hub, rank)
-        results[rank]["transport"] = transport
-        seen: Seen = results[rank]["seen"]
-        reducer = MetricReducer(lambda *a: seen.append(a), transport=transport)
-        try:
-            body(rank, reducer)
-        except RuntimeError as exc:  # MetricMismatchError, SyncTimeoutError
-            results[rank]["error"] = exc
-
-    threads = [threading.Thread(target=target, args=(r,)) for r in range(world)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
 
 
 def test_true_global_mean_sum_min_max() -> None:
