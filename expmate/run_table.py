@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from expmate._config_tree import dotted_leaves
 from expmate.run_reader import Run
 from expmate.run_search import PathLike, load_runs
 
@@ -70,13 +71,4 @@ def runs_table(
 
 def flatten_config(tree: Any, prefix: str = "") -> dict[str, Any]:
     """``{"training": {"lr": 0.1}}`` -> ``{"training.lr": 0.1}``."""
-    if not isinstance(tree, dict):
-        return {prefix: tree} if prefix else {}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            out.update(flatten_config(value, name))
-        else:
-            out[name] = value
-    return out
+    return dotted_leaves(tree, prefix)
