@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, overload
 
 from expmate.best import detect_mode
-from expmate.history import attempts_name, metrics_name, read_attempts
+from expmate.history import read_attempts
+from expmate.rank_files import attempts_name, metrics_name
 from expmate.run_files import MetricColumns, MetricRow, read_metrics_csv
 
 

@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from expmate.rank_files import events_name
 from expmate.run_files import RunError, number, read_json_object, read_jsonl, read_text
 from expmate.run_metrics import MetricRows, metric_rows, metric_summary_from_rows
 from expmate.summary import FILE_NAME as SUMMARY_FILE
@@ -95,8 +96,7 @@ class Run:
         """The events of every rank, ordered by time; each has its ``rank``."""
         merged: list[dict[str, Any]] = []
         for rank in self.ranks:
-            name = "events.jsonl" if rank == 0 else f"events_rank{rank}.jsonl"
-            merged.extend(read_jsonl(self.path / name, rank=rank))
+            merged.extend(read_jsonl(self.path / events_name(rank), rank=rank))
         merged.sort(key=_event_time)
         return merged
 
