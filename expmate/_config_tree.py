@@ -141,25 +141,6 @@ def all_keys(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
-def dotted_leaves(tree: Any, prefix: str = "", sep: str = ".") -> dict[str, Any]:
-    """Every leaf of a nested config under its dotted key, in order; an empty mapping is a leaf.
-
-    Example:
-        >>> dotted_leaves({"training": {"lr": 0.1, "layers": [2, 3]}, "seed": 1})
-        {'training.lr': 0.1, 'training.layers': [2, 3], 'seed': 1}
-    """
-    if not isinstance(tree, dict):
-        return {prefix: tree} if prefix else {}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{sep}{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            out.update(dotted_leaves(value, name, sep))
-        else:
-            out[name] = value
-    return out
-
-
 def unknown_key(key: str, tree: Mapping[str, Any], *, where: str = "") -> ConfigError:
     """The error for a key that is not in the config, with the closest known key."""
     known = all_keys(tree)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from expmate._config_tree import dotted_leaves
+from expmate.config_keys import dotted_leaves
 from expmate.run_reader import Run
 from expmate.run_search import PathLike, load_runs
 

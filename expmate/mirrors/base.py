@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from expmate._config_tree import dotted_leaves
+from expmate.config_keys import dotted_leaves
 
 
 class MetricRow(NamedTuple):
