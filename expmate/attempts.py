@@ -27,12 +27,12 @@ from expmate.history import (
     END,
     RESUME,
     START,
-    attempts_name,
     previous_end,
     read_attempts,
     started_attempts,
 )
 from expmate.metric_store import MetricStore
+from expmate.rank_files import attempts_name, events_name, log_name, metrics_name
 from expmate.sinks import AppendFile, report_failure
 
 try:
@@ -61,9 +61,8 @@ def restart_count() -> int:
 
 
 def _files_of(rank: int) -> str:
-    if rank == 0:
-        return "exp.log, events.jsonl, metrics.csv, best.json"
-    return f"exp_rank{rank}.log, events_rank{rank}.jsonl, metrics_rank{rank}.csv"
+    names = [log_name(rank), events_name(rank), metrics_name(rank)]
+    return ", ".join([*names, "best.json"] if rank == 0 else names)
 
 
 def _in_use(run_dir: Path, rank: int, path: Path) -> RunDirInUseError:

@@ -26,21 +26,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from expmate.best import BestTracker
+from expmate.rank_files import attempts_name, metrics_name
 
 Row = TypeVar("Row")
 
 START, RESUME, END = "start", "resume", "end"
 KILLED = "killed"  # how an attempt ended that recorded no end (SIGKILL, OOM killer, os._exit)
-
-
-def attempts_name(rank: int) -> str:
-    """The restart history file of ``rank``: ``attempts.jsonl`` or ``attempts_rank{r}.jsonl``."""
-    return "attempts.jsonl" if rank == 0 else f"attempts_rank{rank}.jsonl"
-
-
-def metrics_name(rank: int) -> str:
-    """The metrics file the resume markers of ``rank`` apply to."""
-    return "metrics.csv" if rank == 0 else f"metrics_rank{rank}.csv"
 
 
 def read_attempts(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

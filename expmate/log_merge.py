@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from expmate.rank_files import events_name, log_name
+
 __all__ = [
     "GrowingFile",
     "RankLog",
@@ -66,16 +68,6 @@ def rank_logs(run_dir: Path) -> dict[int, Path]:
         if match and path.is_file():
             logs[int(match.group(1))] = path
     return dict(sorted(logs.items()))
-
-
-def log_name(rank: int) -> str:
-    """``exp.log`` for rank 0, ``exp_rank{r}.log`` otherwise."""
-    return "exp.log" if rank == 0 else f"exp_rank{rank}.log"
-
-
-def events_name(rank: int) -> str:
-    """``events.jsonl`` for rank 0, ``events_rank{r}.jsonl`` otherwise."""
-    return "events.jsonl" if rank == 0 else f"events_rank{rank}.jsonl"
 
 
 def parse_records(data: bytes, *, rank: int, clock: str = "") -> list[Record]:

@@ -97,7 +97,9 @@ class ExperimentLogger(MetricMethods):
         capture_git: record the git state of the working directory in ``run.json`` (and the
             uncommitted diff in ``git.diff``); None uses ``expmate.capture_git``.
         system_metrics: sample process CPU and memory and GPU use every this many seconds, as
-            metrics of split ``system`` (see ``docs/integrations.md``); None samples nothing.
+            metrics of split ``system`` in each rank's own file; with ``reduce=`` under torchrun
+            ``metrics.csv`` gets their maximum over ranks (see ``docs/integrations.md``). None
+            samples nothing.
         mirror: live mirrors of ``metrics.csv``, the config and the best values, forwarded from
             global rank 0 on background threads: ``"tensorboard"``, ``"wandb"``, ``"mlflow"``,
             :class:`expmate.mirrors.Mirror` instances, or a list of them (docs/integrations.md).
@@ -246,7 +248,9 @@ class ExperimentLogger(MetricMethods):
         flushing.register(self)
         self._opened(resumed)
         self._ending: BaseException | None = None
-        self._start_extras(capture_git, system_metrics)
+        self._start_extras(
+            capture_git, system_metrics, distributed and self.default_reduce is not None
+        )
         if distributed and (self.default_reduce is not None or signums):
             # A logger that reduces by default (or agrees on a stop) joins the reduction group
             # now (every rank builds its logger at the same point), so sync()/flush()/close()
@@ -258,9 +262,11 @@ class ExperimentLogger(MetricMethods):
 
             self._mirrors = MirrorSet(mirror, self._metrics, run_info(self.run_dir, self.run_id))
 
-    def _start_extras(self, capture_git: bool, system_metrics: float | None) -> None:
+    def _start_extras(
+        self, capture_git: bool, system_metrics: float | None, reducing: bool
+    ) -> None:
         """``run.json`` (rank 0; every rank publishes its host, no collective) and the system
-        metrics thread."""
+        metrics thread (``reducing``: the maxima over ranks ride along the reduction)."""
         from expmate import provenance
 
         self._run_record = provenance.start(
@@ -274,7 +280,10 @@ class ExperimentLogger(MetricMethods):
         if system_metrics is not None:
             from expmate.system_metrics import SystemMetrics
 
-            self._system = SystemMetrics(self._metrics, float(system_metrics), self.warning)
+            across = self._router.add_columns if reducing else None
+            self._system = SystemMetrics(
+                self._metrics, float(system_metrics), self.warning, across=across, rank=self.rank
+            )
 
     def _opened(self, resumed: bool) -> None:
         """Record what the run directory should know about how this process started."""

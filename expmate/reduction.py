@@ -84,10 +84,13 @@ class Columns:
 
         Safe from any thread and from a signal handler (it only stores numbers, unless the
         columns were added to a :class:`LocalReduction`, which calls ``on_reduced`` at once).
+        The values of one call are replaced together: a collective sends all of them or none.
 
         Raises:
-            ValueError: a column name that was not declared, or a value that is not finite.
+            ValueError: a column name that was not declared, or a value that is not finite
+                (nothing is changed).
         """
+        updated = list(self._values)
         for column, value in values.items():
             at = self._index.get(column)
             if at is None:
@@ -95,7 +98,8 @@ class Columns:
             number = float(value)
             if not math.isfinite(number):
                 raise ValueError(f"column {column!r} of {self.name!r} must be finite: {value!r}")
-            self._values[at] = number
+            updated[at] = number
+        self._values = updated  # one store: a reader sees the old values or the new ones
         if self._immediate:
             self.deliver(self._values)
 

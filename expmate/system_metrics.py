@@ -1,7 +1,8 @@
 """System metrics: this process's CPU and memory and its GPUs, sampled on a background thread.
 
 Every ``interval`` seconds a daemon thread takes one sample and records it as metrics of split
-``system`` in this rank's own metrics file (rank 0: ``metrics.csv``; rank r: ``metrics_rank{r}.csv``):
+``system`` in this rank's own metrics file (rank r > 0: ``metrics_rank{r}.csv``; rank 0:
+``metrics.csv``, or ``metrics_rank0.csv`` when the logger reduces across ranks):
 
 - ``cpu_percent``: this process's CPU use since the previous sample (100 = one core), and
   ``rss_mib``: its resident memory (psutil, the ``system`` extra);
@@ -10,10 +11,12 @@ Every ``interval`` seconds a daemon thread takes one sample and records it as me
   whole device (nvidia-ml-py, when it is installed and the driver answers), and
   ``gpu{i}_allocated_mib`` and ``gpu{i}_reserved_mib`` of this process (torch's allocator).
 
-A row's step is the latest step of the logger's other metrics (0 before the first one), so the
+A row's step is the latest step of the logger's other metrics (0 before the first), so the
 samples line up with training; ``wall_time`` says when each was taken. Sampling never takes a
 lock that training holds for long and never waits for the GPU; a probe that fails is reported once
-and dropped.
+and dropped. When the logger reduces across ranks, each sample also rides along the reduction's
+collectives and rank 0 writes the maximum over ranks to ``metrics.csv``
+(:mod:`expmate.system_columns`).
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from typing import Any
 from expmate.cuda_devices import initialised_cuda, used_devices
 from expmate.metric_store import MetricStore
 from expmate.sinks.base import report_failure
+from expmate.system_columns import SPLIT, AddColumns, SystemColumns
 
-SPLIT = "system"
+RANK0_FILE = "metrics_rank0.csv"
+"""Rank 0's own samples when ``metrics.csv`` holds the maxima over ranks."""
 _MIB = float(1 << 20)
 
 Sample = list[tuple[str, float]]
@@ -138,9 +143,22 @@ class SystemMetrics:
         store: the logger's metric store (this rank's own metrics file).
         interval: seconds between samples (the first is taken one interval after the start).
         warn: how to tell the user that a probe's library is missing (the logger's warning).
+        across: the logger's ``add_columns`` when it reduces across ranks (every rank passes
+            it, at construction): each sample then also rides along the collectives, rank 0
+            records the maxima over ranks in ``store`` and its own samples in
+            :data:`RANK0_FILE` beside it.
+        rank: this process's global rank.
     """
 
-    def __init__(self, store: MetricStore, interval: float, warn: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        store: MetricStore,
+        interval: float,
+        warn: Callable[[str], None],
+        *,
+        across: AddColumns | None = None,
+        rank: int = 0,
+    ) -> None:
         self._store = store
         self.interval = interval
         self._probes: list[Any] = [GpuProbe()]
@@ -152,6 +170,12 @@ class SystemMetrics:
                 "sampled (pip install 'expmate[system]')"
             )
         self._own: set[str] = set()  # the MetricStore keys written here
+        self._rows = store  # where this rank's own samples go
+        self._job: SystemColumns | None = None
+        if across is not None:
+            self._job = SystemColumns(across, store, write=rank == 0, latest_step=self._latest_step)
+            if rank == 0:
+                self._rows = MetricStore(store.rows_path().with_name(RANK0_FILE), None)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="expmate-system", daemon=True)
         self._thread.start()
@@ -175,9 +199,15 @@ class SystemMetrics:
                 report_failure(f"sampling system metrics ({type(probe).__name__})", exc)
                 self._probes.remove(probe)
         step = self._latest_step()
+        rows = self._rows
         for name, value in values:
             self._own.add(f"{SPLIT}_{name}")
-            self._store.record(step, SPLIT, name, value, False, None, wall)
+            rows.record(step, SPLIT, name, value, False, None, wall)
+        if rows is not self._store:  # a file of this thread's own: written at once
+            batches, _, _ = rows.take()
+            rows.write(batches, None)
+        if self._job is not None:
+            self._job.update(values, wall)
 
     def _latest_step(self) -> int:
         with self._store.lock:
@@ -192,3 +222,5 @@ class SystemMetrics:
         for probe in self._probes:
             if isinstance(probe, GpuProbe):
                 probe.close()
+        if self._rows is not self._store:
+            self._rows.close()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train examples/ddp/train.py under torchrun on this machine, then say what it wrote.
+# Train examples/ddp/train.py under torchrun on this machine, then say what it wrote and show the run.
 #
 # Usage: bash scripts/launch.sh [NPROC] [key=value ...]
 #   NPROC       processes (default 2): one per GPU with CUDA (NCCL), else CPU processes (gloo)
@@ -41,3 +41,5 @@ if [[ -f "$run_dir/best.json" ]]; then
     sed 's/^/  /' "$run_dir/best.json"
     echo
 fi
+echo "What the run did (expmate show $run_dir):"
+.venv/bin/python -m expmate show "$run_dir"

@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +27,19 @@ def process_env() -> dict[str, str]:
     for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "TORCHELASTIC_RESTART_COUNT"):
         env.pop(name, None)
     return env
+
+
+def start_worker(script: Path, *args: str) -> subprocess.Popen[str]:
+    """``python script *args`` in a session of its own (its whole group can be killed), with
+    :func:`process_env`, and its stdout and stderr as text pipes."""
+    return subprocess.Popen(
+        [sys.executable, str(script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=process_env(),
+        start_new_session=True,
+    )
 
 
 def _reject_constant(name: str) -> Any:

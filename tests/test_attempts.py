@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,21 +16,14 @@ import pytest
 from expmate import ExperimentLogger, RunDirInUseError, attempts
 from expmate.attempts import host_name
 from expmate.sinks import base
-from tests.helpers import process_env, read_events
+from tests.helpers import read_events, start_worker
 
 WORKER = Path(__file__).resolve().parent / "crash_workers" / "attempt_worker.py"
 FILES0 = "exp.log, events.jsonl, metrics.csv, best.json"
 
 
 def _worker(mode: str, run_dir: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), mode, str(run_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=process_env(),
-        start_new_session=True,
-    )
+    return start_worker(WORKER, mode, str(run_dir))
 
 
 def _finished(mode: str, run_dir: Path) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,6 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from typing import Any
 import pytest
 
 from expmate import ExperimentLogger
-from tests.helpers import process_env
+from tests.helpers import start_worker
 
 WORKER = Path(__file__).resolve().parent / "crash_workers" / "log_loop.py"
 LOG_LINE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} - (?:DEBUG|INFO|WARNING|ERROR) - (.*)")
@@ -41,14 +40,7 @@ class Worker:
     """One worker process in its own session; its stdout lines arrive in a queue."""
 
     def __init__(self, mode: str, run_dir: Path, *options: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER), mode, str(run_dir), *options],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=process_env(),
-            start_new_session=True,
-        )
+        self.proc = start_worker(WORKER, mode, str(run_dir), *options)
         self.lines: queue.Queue[str | None] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

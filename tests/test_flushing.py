@@ -9,8 +9,7 @@ import json
 import os
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 from expmate import ExperimentLogger, flushing
 from expmate.logger import _MAX_WAITING
 from expmate.sinks import AppendFile
+from tests.helpers import wait_until
 
 
 @pytest.fixture
@@ -130,23 +130,14 @@ def test_a_flush_is_one_write_of_whole_lines_per_file(
     assert sorted(data.count(b"\n") for _, data in appended) == [1000, 1000, 1001]
 
 
-def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
-
-
 def test_background_flusher_writes_after_the_interval(tmp_path: Path) -> None:
     """Lines and best.json reach the disk without any flush call once the interval has passed."""
     logger = ExperimentLogger(tmp_path, console_output=False, flush_interval=0.05)
     try:
         _log_steps(logger, range(3))
-        assert _wait_until(lambda: _line_count(tmp_path / "exp.log") == 3, timeout=5)
-        assert _wait_until(lambda: _line_count(tmp_path / "metrics.csv") == 4, timeout=5)
-        assert _wait_until(lambda: (tmp_path / "best.json").exists(), timeout=5)
+        assert wait_until(lambda: _line_count(tmp_path / "exp.log") == 3, timeout=5)
+        assert wait_until(lambda: _line_count(tmp_path / "metrics.csv") == 4, timeout=5)
+        assert wait_until(lambda: (tmp_path / "best.json").exists(), timeout=5)
     finally:
         logger.close()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sys
+import threading
 from typing import Any
 
 import pytest
@@ -60,6 +62,38 @@ def test_bad_updates_are_named() -> None:
     with pytest.raises(TypeError, match="callable"):
         Columns("s", {"a": "max"}, None)  # type: ignore[arg-type]
     assert columns.current() == [0.0]
+    pair = Columns("s", {"a": "max", "b": "max"}, lambda values: None)
+    with pytest.raises(ValueError, match="'c'"):
+        pair.update({"a": 5.0, "c": 1.0})  # a good value before the bad one is not kept
+    with pytest.raises(ValueError, match="nan"):
+        pair.update({"a": 5.0, "b": float("nan")})
+    assert pair.current() == [0.0, 0.0]
+
+
+def test_a_reader_sees_whole_updates() -> None:
+    """What a collective sends (current()) is never half of one update and half of another,
+    however the threads interleave."""
+    columns = Columns("s", {"a": "max", "b": "max"}, lambda values: None)
+    done = threading.Event()
+
+    def updates() -> None:
+        number = 0.0
+        while not done.is_set():
+            number += 1.0
+            columns.update({"a": number, "b": number})
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    writer = threading.Thread(target=updates)
+    writer.start()
+    try:
+        torn = sum(a != b for a, b in (columns.current() for _ in range(100_000)))
+    finally:
+        done.set()
+        writer.join()
+        sys.setswitchinterval(interval)
+    assert columns.current()[0] > 0.0
+    assert torn == 0
 
 
 def test_distributed_reduction_needs_expmate_torch(monkeypatch: pytest.MonkeyPatch) -> None:

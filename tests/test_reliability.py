@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from expmate import ExperimentLogger
 from expmate.sinks import base
-from tests.helpers import clock, process_env
+from tests.helpers import clock, process_env, start_worker
 
 WORKER = Path(__file__).resolve().parent / "crash_workers" / "train_loop.py"
 LOG_LINE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} - INFO - (.*)")
@@ -42,22 +42,7 @@ CONCURRENT = 4
 
 
 def _start(mode: str, run_dir: Path, *options: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            str(WORKER),
-            mode,
-            str(run_dir),
-            "--side",
-            str(run_dir / "side.txt"),
-            *options,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=process_env(),
-        start_new_session=True,
-    )
+    return start_worker(WORKER, mode, str(run_dir), "--side", str(run_dir / "side.txt"), *options)
 
 
 def _wait_ready(proc: subprocess.Popen[str]) -> None:

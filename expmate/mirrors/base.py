@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from expmate.config_keys import dotted_leaves
+
 
 class MetricRow(NamedTuple):
     """One row of ``metrics.csv``, exactly as written there (reduced under torchrun)."""
@@ -108,19 +110,8 @@ def flat_config(config: dict[str, Any] | None, *, sep: str = ".") -> dict[str, A
         >>> flat_config({"training": {"lr": 0.1, "layers": [2, 3]}, "seed": 1})
         {'training.lr': 0.1, 'training.layers': '[2, 3]', 'seed': 1}
     """
-    flat: dict[str, Any] = {}
-
-    def walk(node: dict[str, Any], prefix: str) -> None:
-        for key, value in node.items():
-            if isinstance(value, dict) and value:
-                walk(value, f"{prefix}{key}{sep}")
-            elif isinstance(value, (bool, int, float, str)):
-                flat[f"{prefix}{key}"] = value
-            else:
-                flat[f"{prefix}{key}"] = str(value)
-
-    walk(config or {}, "")
-    return flat
+    flat = dotted_leaves(config or {}, sep=sep)
+    return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in flat.items()}
 
 
 def usable_dir(path: Path) -> bool:

@@ -8,7 +8,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 
 from expmate import cli
 from tests.ddp_launch import worker_env
-from tests.helpers import read_csv
+from tests.helpers import read_csv, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = ROOT / "tests" / "cli" / "workers" / "sweep_child.py"
@@ -202,10 +201,7 @@ def test_sweep_refuses_a_directory_that_holds_a_sweep(
 
 
 def _wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+    assert wait_until(predicate, timeout), f"timed out waiting for {what}"
 
 
 def _gone(pid: int) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 
 from expmate.sinks import base
 from expmate.sinks.base import AppendFile, report_failure
-from tests.helpers import lines_of, make_logger, read_csv, read_events
+from tests.helpers import lines_of, make_logger, read_csv, read_events, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -105,9 +104,7 @@ def test_full_disk_warns_once_and_training_goes_on(
 ) -> None:
     """ENOSPC on events.jsonl: one stderr line, no exception, later flushes not reported again."""
     logger, _ = make_logger(tmp_path, console_output=False)
-    deadline = time.monotonic() + 30  # run.json's first write (a background thread) is done
-    while not (tmp_path / "run.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until((tmp_path / "run.json").exists, 30)  # run.json's first write (a thread) is done
     full = _FullDisk()
     with monkeypatch.context() as patch:
         patch.setattr(base, "os", full)

@@ -1,5 +1,5 @@
 """Under real torchrun on a pseudo-terminal: run.json's ranks and torchrun record, the progress bar
-on rank 0 only, system metrics in each rank's own file."""
+on rank 0 only, system metrics in each rank's own file and their maxima in metrics.csv."""
 
 from __future__ import annotations
 
@@ -79,10 +79,53 @@ def torchrun_on_a_terminal(run_dir: Path, port: int, timeout: float) -> tuple[in
     return proc.returncode, b"".join(chunks).decode("utf-8", "replace"), err.decode()
 
 
+def samples_of(path: Path) -> list[list[list[str]]]:
+    """The system rows of a metrics file, one list per sample (rows sharing a wall time)."""
+    samples: list[list[list[str]]] = []
+    for row in read_csv(path)[1:]:
+        if row[1] != "system":
+            continue
+        if not samples or samples[-1][0][4] != row[4]:
+            samples.append([])
+        samples[-1].append(row)
+    return samples
+
+
+def check_system_maxima(run_dir: Path) -> None:
+    """Each rank's own samples are in its own file (rank 0: metrics_rank0.csv); metrics.csv has
+    the maxima, exactly: the collective made at step s carries sample s + 1 of both ranks, and
+    its result comes back at step s + 1 with the step of the values reduced then (s - 1). So
+    metrics.csv's j-th sample is the maximum of both ranks' sample j + 2 (the first sample is
+    never sent), at step j, with the newer of the two wall times."""
+    own = [samples_of(run_dir / f"metrics_rank{r}.csv") for r in (0, 1)]
+    for samples in own:
+        assert [[row[2] for row in s] for s in samples] == [["cpu_percent", "rss_mib"]] * 6
+        # Sample k is taken at the top of step k - 1; the latest reduced step by then is at
+        # most k - 3 (its collective may still be in flight).
+        steps = [int(s[0][0]) for s in samples]
+        assert steps == sorted(steps) and all(
+            0 <= n <= max(0, k - 3) for k, n in enumerate(steps, 1)
+        )
+    assert [r for r in read_csv(run_dir / "metrics_rank0.csv")[1:] if r[1] != "system"] == []
+    maxima = samples_of(run_dir / "metrics.csv")
+    assert len(maxima) == 5
+    for j, rows in enumerate(maxima):
+        first, second = own[0][j + 1], own[1][j + 1]
+        wall = max(first[0][4], second[0][4], key=float)
+        expected = [
+            [str(j), "system", a[2], repr(max(float(a[3]), float(b[3]))), wall]
+            for a, b in zip(first, second, strict=True)
+        ]
+        assert rows == expected, j
+        assert float(second[1][3]) > float(first[1][3]) + 32  # rank 1's RSS is the larger
+        assert rows[1][3] == second[1][3]
+
+
 def test_run_json_progress_and_system_metrics(tmp_path: Path) -> None:
     """One 2-rank job: every rank's host and pid in run.json, torchrun's record, one bar (rank
-    0's, with the reduced loss) on the terminal and none in the files, system rows per rank; a
-    logger made on rank 0 alone does not block and records rank 1 as missing."""
+    0's, with the reduced loss) on the terminal and none in the files, system rows per rank and
+    their maxima in metrics.csv; a logger made on rank 0 alone does not block and records rank
+    1 as missing."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     port = free_port()
@@ -118,9 +161,7 @@ def test_run_json_progress_and_system_metrics(tmp_path: Path) -> None:
     assert "|" not in (run_dir / "events.jsonl").read_text()
     assert (run_dir / "exp_rank1.log").read_text().endswith(" - INFO - rank 1 at step 3\n")
 
-    for name in ("metrics.csv", "metrics_rank1.csv"):
-        system = [row[2] for row in read_csv(run_dir / name)[1:] if row[1] == "system"]
-        assert len(system) >= 4 and system[:2] == ["cpu_percent", "rss_mib"], name
+    check_system_maxima(run_dir)
     reduced = [(r[0], r[3]) for r in read_csv(run_dir / "metrics.csv")[1:] if r[2] == "loss"]
     assert reduced == [(str(s), str(s + 0.5)) for s in range(6)]
     assert [r for r in read_csv(run_dir / "metrics_rank1.csv")[1:] if r[1] != "system"] == []
