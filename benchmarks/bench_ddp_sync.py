@@ -14,7 +14,9 @@ with each way of reducing them against the same loop logging them unreduced::
   old path);
 - ``work handles, sync_every=1``: the alternative to a thread, measured for the design choice:
   gloo's asynchronous ``all_gather`` posted from the training thread and waited for at the next
-  sync point (CPU values, fast path only; not part of expmate).
+  sync point (CPU values, fast path only; not part of expmate);
+- with ``--depths 2,3``: ``depth D, sync_every=1`` / ``10``, up to D collectives in flight
+  instead of one (``DeepReducer``, measured for the design choice; not part of expmate).
 
 Per configuration: ms per step (the loop's wall time over its steps, the final ``sync()``
 included), its ratio to ``local``, the training thread's time inside the logger per step, as
@@ -50,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -64,7 +67,7 @@ from expmate import ExperimentLogger, reduction
 from expmate.torch import mp
 from expmate.torch import reduce as reduce_module
 from expmate.torch._batch import host_values
-from expmate.torch.reduce import GlooTransport, MetricReducer
+from expmate.torch.reduce import GlooTransport, MetricReducer, _worse
 
 Method = Callable[[int, list[float]], None]
 REPO = Path(__file__).resolve().parent.parent
@@ -185,6 +188,64 @@ class WorkHandleReducer(MetricReducer):
         return super()._consume()
 
 
+class DeepReducer(MetricReducer):
+    """For the measurement only (``--depths``): up to ``depth`` collectives in flight instead of
+    one, so a sync point waits for the job ``depth`` sync points back. A job's layouts are
+    remembered when the training thread consumes it (not on the reducer's thread), so that every
+    rank packs the same row width whatever its timing; errors and the stop then surface ``depth``
+    sync points late."""
+
+    depth = 2
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._older: deque[Any] = deque()
+        self._deferred: dict[int, list[Any]] = {}
+
+    def _advance(self) -> BaseException | None:
+        error = None
+        while len(self._older) + (self._inflight is not None) >= self.depth:
+            error = _worse(error, self._consume_one())
+        job = self._pack(force=False)
+        if job is not None:
+            self._post(job)
+        return error
+
+    def _post(self, job: Any) -> None:
+        if self._inflight is not None:
+            self._older.append(self._inflight)
+        super()._post(job)
+
+    def _consume(self) -> BaseException | None:
+        error = None
+        while self._older or self._inflight is not None:
+            error = _worse(error, self._consume_one())
+        return error
+
+    def _consume_one(self) -> BaseException | None:
+        if not self._older:
+            return super()._consume()
+        newest, self._inflight = self._inflight, self._older.popleft()
+        try:
+            return super()._consume()
+        finally:
+            self._inflight = newest
+
+    def wait(self) -> None:
+        for job in [*self._older, self._inflight]:
+            if job is not None:
+                job.done.wait(self._wait_limit)
+
+    def _finish(self, job: Any) -> None:
+        self._deferred[job.seq], job.remember = job.remember, []
+        super()._finish(job)
+
+    def _apply_control(self, job: Any) -> BaseException | None:
+        for layout in self._deferred.pop(job.seq, ()):
+            self._remember(layout)
+        return super()._apply_control(job)
+
+
 CONFIGS: dict[str, tuple[str | None, int, type[MetricReducer] | None, bool]] = {
     # name: (reduce, sync_every, reducer class, blocking)
     "local (reduce=None)": (None, 1, None, False),
@@ -194,6 +255,14 @@ CONFIGS: dict[str, tuple[str | None, int, type[MetricReducer] | None, bool]] = {
     "blocking, sync_every=10": ("mean", 10, MetricReducer, True),
     "work handles, sync_every=1": ("mean", 1, WorkHandleReducer, False),
 }
+
+
+def add_depths(depths: str | None) -> None:
+    """Add the ``DeepReducer`` configurations of ``--depths`` (e.g. ``2,3``) to CONFIGS."""
+    for depth in [int(d) for d in depths.split(",")] if depths else []:
+        kind = type(f"DeepReducer{depth}", (DeepReducer,), {"depth": depth})
+        for every in (1, 10):
+            CONFIGS[f"depth {depth}, sync_every={every}"] = ("mean", every, kind, False)
 
 
 def make_logger(run_dir: Path, name: str) -> ExperimentLogger:
@@ -246,23 +315,30 @@ def run_round(
     return elapsed / steps, inside / steps, cpu / steps, made
 
 
-def bare_gather_us(width: int, *, bruck: bool, calls: int = 200) -> float:
-    """Median µs of one blocking all_gather of ``width`` float64 values per rank, with gloo's
-    ring or with Bruck's rounds (the transport's two ways)."""
+def bare_gather_us(
+    width: int, *, bruck: bool, pause: float, calls: int = 200
+) -> tuple[float, float]:
+    """One blocking all_gather of ``width`` float64 values per rank, with gloo's ring or with
+    Bruck's rounds (the transport's two ways), one every ``pause`` seconds as in the loop: the
+    median µs of wall time, and the mean µs of this process's CPU time (gloo's threads
+    included) per call."""
     transport = GlooTransport(60, bruck_from=2 if bruck else 10**9)
     row = torch.zeros(width, dtype=torch.float64)
-    times = []
+    times, cpu = [], 0.0
     mp.barrier()
     for _ in range(calls):
-        t = time.perf_counter()
+        time.sleep(pause)
+        t, c = time.perf_counter(), time.process_time()
         transport.all_gather(row)
         times.append(time.perf_counter() - t)
+        cpu += time.process_time() - c
     transport.close()
-    return statistics.median(times) * 1e6
+    return statistics.median(times) * 1e6, cpu / calls * 1e6
 
 
 def loop_mode(args: argparse.Namespace) -> None:
     rank, _, world = mp.setup_ddp(backend="gloo")
+    add_depths(args.depths)
     work_dir = Path(args.work_dir)
     loggers = {name: make_logger(work_dir / f"run{i}", name) for i, name in enumerate(CONFIGS)}
     values = [float(rank + i) / 7 for i in range(args.metrics)]
@@ -290,7 +366,7 @@ def loop_mode(args: argparse.Namespace) -> None:
         logger.close()
     widths = {"k=1": 3 + 1 + 2 + 2 * args.metrics, "k=10": 3 + 1 + 10 * (2 + 2 * args.metrics)}
     gather_us = {
-        f"{way} {k}": bare_gather_us(width, bruck=way == "bruck")
+        f"{way} {k}": bare_gather_us(width, bruck=way == "bruck", pause=args.work_ms / 1e3)
         for k, width in widths.items()
         for way in ("ring", "bruck")
     }
@@ -335,13 +411,16 @@ def launch(args: argparse.Namespace) -> None:
                 __file__, "--mode", "loop", "--out", str(out), "--work-dir", tmp,
                 "--steps", str(args.steps), "--rounds", str(args.rounds),
                 "--metrics", str(args.metrics), "--work-ms", str(args.work_ms),
-            ]  # fmt: skip
+            ] + (["--depths", args.depths] if args.depths else [])  # fmt: skip
             print(f"W={world}: running ...", file=sys.stderr, flush=True)
             subprocess.run(argv, check=True, env=env, stdout=sys.stderr)
             result = json.loads(out.read_text())
             result["load"] = [load_before, os.getloadavg()[0]]
             results.append(result)
     print(loop_table(results))
+
+
+GATHER_KEYS = ("ring k=1", "bruck k=1", "ring k=10", "bruck k=10")
 
 
 def loop_table(results: list[dict[str, Any]]) -> str:
@@ -372,7 +451,8 @@ def loop_table(results: list[dict[str, Any]]) -> str:
             )
     lines += [
         "",
-        "One blocking all_gather of the row alone (median µs, gloo's ring / Bruck's rounds):",
+        "One blocking all_gather of the row alone, one per step of work (rank 0: median µs of "
+        "wall time; mean µs of process CPU per call, gloo's threads included):",
         "",
         "| W | ring, sync_every=1 row | Bruck, sync_every=1 row | ring, sync_every=10 row "
         "| Bruck, sync_every=10 row |",
@@ -380,10 +460,8 @@ def loop_table(results: list[dict[str, Any]]) -> str:
     ]
     for r in results:
         g = r["bare_gather_us"]
-        lines.append(
-            f"| {r['world']} | {g['ring k=1']:.0f} | {g['bruck k=1']:.0f} | "
-            f"{g['ring k=10']:.0f} | {g['bruck k=10']:.0f} |"
-        )
+        cells = [f"{g[key][0]:.0f}; {g[key][1]:.0f}" for key in GATHER_KEYS]
+        lines.append(f"| {r['world']} | " + " | ".join(cells) + " |")
     lines += ["", "Targets:"]
     for result in results:
         world, configs = result["world"], result["configs"]
@@ -417,6 +495,9 @@ def main() -> None:
     parser.add_argument("--out", help="loop: where rank 0 writes its JSON")
     parser.add_argument("--work-dir", help="loop: where the loggers write their runs")
     parser.add_argument("--port", type=int, default=29700, help="launch: base master port")
+    parser.add_argument(
+        "--depths", help="loop: also measure up to this many collectives in flight, e.g. 2,3"
+    )
     args = parser.parse_args()
     looping = args.launch or args.mode == "loop"
     args.steps = args.steps or (1000 if looping else 2000)

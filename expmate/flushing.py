@@ -34,6 +34,7 @@ class Flushable(Protocol):
         *,
         wait: bool = True,
         end: dict[str, Any] | None = None,
+        wait_copies: bool = True,
     ) -> None: ...
 
     def due(self, now: float) -> bool: ...
@@ -87,7 +88,9 @@ def _run() -> None:
         now = time.time()
         for logger in loggers:
             if logger.due(now):
-                logger.flush_files(now)
+                # Device values: copies started here are written by a later flush (no waiting
+                # for a GPU from this thread either).
+                logger.flush_files(now, wait_copies=False)
 
 
 def at_end(hook: Callable[[], None]) -> None:

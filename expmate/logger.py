@@ -239,7 +239,7 @@ class ExperimentLogger(MetricMethods):
             default_reduce=self.default_reduce,
             sync_timeout=self.sync_timeout,
             sync_every=sync_every,
-            flush=functools.partial(self.flush_files, forced=True),
+            flush=functools.partial(self.flush_files, forced=True, wait_copies=False),
         )
         self._limiters: dict[Any, RateLimiter] = {}
         self._waiting = 0
@@ -549,6 +549,7 @@ class ExperimentLogger(MetricMethods):
         end: dict[str, Any] | None = None,
         forced: bool = False,
         last: bool = False,
+        wait_copies: bool = True,
     ) -> None:
         """Write every buffered line, ``best.json`` and ``summary.json`` now; no cross-rank
         communication.
@@ -563,20 +564,28 @@ class ExperimentLogger(MetricMethods):
                 only if its heartbeat is a flush interval old.
             last: the final flush of :meth:`close`: no later flush (the background flusher may
                 still hold this logger) rewrites ``summary.json``.
+            wait_copies: wait until the device values' copies to the host have completed and
+                write their rows; False (the background flush, a forced one) starts the copies
+                and writes the rows of those already completed, never waiting for a device.
         """
         ordered = self._io_lock.acquire(timeout=-1 if wait else 0.5)
         try:
-            self._flush_locked(now, end, forced, last)
+            self._flush_locked(now, end, forced, last, wait_copies)
         finally:
             if ordered:
                 self._io_lock.release()
         flushing.after_flush()  # a signal that arrived during this flush: act on it now
 
     def _flush_locked(
-        self, now: float | None, end: dict[str, Any] | None, forced: bool, last: bool
+        self,
+        now: float | None,
+        end: dict[str, Any] | None,
+        forced: bool,
+        last: bool,
+        wait_copies: bool,
     ) -> None:
         try:
-            self._metrics.materialize()
+            self._metrics.materialize(wait=wait_copies)
         except Exception as exc:  # noqa: BLE001 - a broken device must not stop the flush
             report_failure("copying device metric values", exc)
         with self._lock:

@@ -1,8 +1,17 @@
 """One rank's metrics: the rows of its metrics CSV and the best value of each tracked metric.
 
 Host numbers become CSV rows at once (in memory, written at the logger's next flush). Device
-tensors wait as they are and are copied to the host together, one transfer per device, when the
-logger flushes or a best value is asked for: never one copy (one GPU sync) per call.
+tensors wait as they are (a copy on the device) and travel to the host together, never one copy
+(one GPU sync) per call: at a flush that must not wait (the logger's background flush, or one
+forced by a full buffer) their copy is started without a host sync (:mod:`expmate.device_copy`:
+pinned memory and a CUDA event) and their rows are recorded at a later flush, once the copy has
+completed; a flush that may wait (``flush()``, ``close()``, exit) and a best or latest value asked
+for wait for every copy.
+
+Rows keep the order they were logged in: while device values are on their way, host values logged
+after them wait behind them, so the file, ``best.json`` and the latest values never get ahead of
+one another. At most :data:`MAX_COPIES` copies are in flight; a flush that would start one more
+first waits for the oldest.
 """
 
 from __future__ import annotations
@@ -10,21 +19,39 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from expmate.best import BestTracker, Entry, detect_mode
 from expmate.csv_records import read_rows
+from expmate.device_copy import CUDA_CALLS, CudaCalls, HostCopy, PinnedBuffers
 from expmate.history import best_of_rows, iter_surviving
 from expmate.sinks import AppendFile, MetricsCsvSink
 from expmate.summary import MetricEntry
-from expmate.values import host_floats, metric_value, text_value
+from expmate.values import metric_value, text_value
 
 # (CSV middle ``,split,name,``, best.json key ``split_name``, mode detected from the name)
 KeyInfo = tuple[str, str, str | None]
 # Called with (step, split, name, value, wall_time) for each row of the metrics CSV, as it is formed.
 RowListener = Callable[[int, str, str, "float | int", float], None]
+# (step, split, name, value or device tensor, track_best, mode, wall_time, write)
+Row = tuple[int, str, str, Any, bool, "str | None", float, bool]
+
+MAX_COPIES = 4
+"""Copies of device values to the host in flight at most (bounds memory when the device lags)."""
+
+
+class _Copy:
+    """Rows whose device values are on their way to the host (``copy`` None: none are)."""
+
+    __slots__ = ("copy", "pinned", "rows")
+
+    def __init__(self, rows: list[Row], copy: HostCopy | None, pinned: PinnedBuffers | None):
+        self.rows = rows
+        self.copy = copy
+        self.pinned = pinned
 
 
 class MetricStore:
@@ -34,9 +61,12 @@ class MetricStore:
         csv_path: the metrics file (opened with the first row, so a rank that logs no metric of
             its own creates none).
         best_path: ``best.json``, or None to keep the bests in memory only (ranks other than 0).
+        calls: the device calls of the copies (tests put a double here).
     """
 
-    def __init__(self, csv_path: Path, best_path: Path | None) -> None:
+    def __init__(
+        self, csv_path: Path, best_path: Path | None, *, calls: CudaCalls = CUDA_CALLS
+    ) -> None:
         self._csv_path = csv_path
         self._csv: MetricsCsvSink | None = None
         self.best = BestTracker(best_path)
@@ -44,9 +74,18 @@ class MetricStore:
         # best.json key -> [value, step] of the latest value recorded (written or, on ranks other
         # than 0, reduced and kept in memory); a list so an update is two stores.
         self.last: dict[str, list[Any]] = {}
-        self._device_rows: list[tuple[Any, ...]] = []
+        self.calls = calls
+        # Rows logged since the last copy was started, behind device values (which they hold, in
+        # order, with the stream each was made on); copies started, oldest first.
+        self._open: list[Row] = []
+        self._tensors: list[Any] = []
+        self._streams: list[Any] = []
+        self._copies: deque[_Copy] = deque()
+        self._spare: list[PinnedBuffers] = []  # pinned buffers of copies already read
+        self._behind = False  # device values are waiting or on their way: new rows queue
         # Re-entrant for the same reason as the logger's: a SIGTERM handler may flush from inside.
         self.lock = threading.RLock()
+        self._copying = threading.RLock()  # one thread at a time moves copies along, in order
         self.waiting = 0  # rows held in memory since the last take()
         self.listener: RowListener | None = None  # the live mirrors' queue, when there are any
 
@@ -87,6 +126,10 @@ class MetricStore:
         """
         middle, best_key, detected = self.key(split, name)
         with self.lock:
+            if self._behind:  # after device values still on their way: keep the order
+                self._open.append((step, split, name, value, track_best, mode, wall, write))
+                self.waiting += 1
+                return self.waiting
             if write:
                 csv = self._csv
                 if csv is None:
@@ -117,27 +160,112 @@ class MetricStore:
         mode: str | None,
         wall: float,
     ) -> int:
-        """Hold a device tensor (a copy: the caller may change it in place) until the next flush.
+        """Hold a device tensor (a copy: the caller may change it in place) until a flush copies
+        it to the host.
 
         Returns:
             How many rows now wait in memory.
         """
         self.key(split, name)
         tensor = tensor.clone()  # on the device, asynchronous: no host sync
+        stream = self.calls.stream_of(tensor)
         with self.lock:
-            self._device_rows.append((step, split, name, tensor, track_best, mode, wall))
+            self._open.append((step, split, name, tensor, track_best, mode, wall, True))
+            self._tensors.append(tensor)
+            self._streams.append(stream)
+            self._behind = True
             self.waiting += 1
             return self.waiting
 
-    def materialize(self) -> None:
-        """Copy the waiting device values to the host, one transfer per device, and record them."""
-        with self.lock:
-            rows, self._device_rows = self._device_rows, []
-        if not rows:
+    def materialize(self, *, wait: bool = True) -> None:
+        """Move device values along: record the rows whose copy has completed, start copying
+        those still waiting, and, with ``wait``, wait until every copy has completed and its rows
+        are recorded.
+
+        Without ``wait`` no device is waited for, unless :data:`MAX_COPIES` copies are still in
+        flight: then the oldest is waited for first. Rows are recorded in the order logged.
+
+        Raises:
+            Exception: a copy failed (a device error); its device values are lost, the host
+                values logged with them are recorded all the same.
+        """
+        with self._copying:
+            self._collect(wait=False)
+            self._start()
+            if wait:
+                self._collect(wait=True)
+
+    def _start(self) -> None:
+        """Start copying the device values logged since the last copy (no host sync)."""
+        if not self._open:
             return
-        host = host_floats([row[3] for row in rows])
-        for (step, split, name, _, track_best, mode, wall), value in zip(rows, host, strict=True):
-            self.record(step, split, name, value, track_best, mode, wall)
+        while len(self._copies) >= MAX_COPIES:
+            self._collect_first(wait=True)
+        with self.lock:
+            rows, tensors, streams = self._open, self._tensors, self._streams
+            self._open, self._tensors, self._streams = [], [], []
+        if not tensors and not self._copies:  # host rows only, nothing before them
+            self._settle(rows, [])
+            return
+        copy, pinned = None, None
+        if tensors:
+            pinned = self._spare.pop() if self._spare else PinnedBuffers(self.calls)
+            try:
+                copy = HostCopy(tensors, pinned, streams=streams, calls=self.calls)
+            except BaseException:
+                # The device values are lost; the host rows keep their place.
+                self._copies.append(_Copy([r for r in rows if _is_number(r[3])], None, None))
+                raise
+        self._copies.append(_Copy(rows, copy, pinned))
+
+    def _collect(self, *, wait: bool) -> None:
+        """Record the copies that have completed (all of them, waiting, with ``wait``), oldest
+        first, stopping at the first that has not."""
+        while self._copies and self._collect_first(wait=wait):
+            pass
+
+    def _collect_first(self, *, wait: bool) -> bool:
+        """Record the oldest copy's rows if it has completed (or once it has, with ``wait``)."""
+        pending = self._copies[0]
+        values: list[float] | None = []
+        error = None
+        if pending.copy is not None:
+            try:
+                if not wait and not pending.copy.ready():
+                    return False
+                values = pending.copy.result()
+            except Exception as exc:  # noqa: BLE001 - raised below, once its host rows are in
+                values, error = None, exc
+        self._copies.popleft()
+        if pending.pinned is not None and error is None:
+            self._spare.append(pending.pinned)
+        self._settle(pending.rows, values)
+        if error is not None:
+            raise error
+        return True
+
+    def _settle(self, rows: list[Row], values: list[float] | None) -> None:
+        """Record ``rows`` in order, their device values replaced by ``values`` (None: lost);
+        then the host rows queued behind them, when no device value is left before those."""
+        floats = iter(values or ())
+        with self.lock:
+            self._behind = False
+            try:
+                self._record_rows(rows, floats, lost=values is None)
+                if not self._copies and not self._tensors:
+                    rows, self._open = self._open, []
+                    self._streams = []
+                    self._record_rows(rows, floats, lost=False)
+            finally:
+                self._behind = bool(self._copies or self._open)
+
+    def _record_rows(self, rows: list[Row], floats: Any, *, lost: bool) -> None:
+        for step, split, name, value, track_best, mode, wall, write in rows:
+            if not _is_number(value):
+                if lost:
+                    continue
+                value = next(floats)
+            self.record(step, split, name, value, track_best, mode, wall, write=write)
 
     def get_best(self, split: str, name: str) -> dict[str, Any] | None:
         """``{'value', 'step', 'mode'}`` of ``split``/``name`` (waiting device values first)."""
@@ -239,18 +367,27 @@ class MetricStore:
             self._csv = None
         path = self._csv_path
         self._csv_path = path.with_name(f"{path.stem}_pid{os.getpid()}{path.suffix}")
-        self._device_rows = []
+        self._open, self._tensors, self._streams = [], [], []
+        self._copies = deque()
+        self._spare = []
+        self._behind = False
         self.waiting = 0
         self.best.path = None
         self.best.dirty = False
         self.listener = None  # the child's rows are not the run's: never mirrored
         self.lock = threading.RLock()
+        self._copying = threading.RLock()
 
     def close(self) -> None:
         """Close the CSV file (the owner has flushed first)."""
         with self.lock:
             if self._csv is not None:
                 self._csv.close()
+
+
+def _is_number(value: Any) -> bool:
+    """A host value (a row's value that is not a device tensor)."""
+    return type(value) is float or type(value) is int
 
 
 def _number(text: str) -> float | int:

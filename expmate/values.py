@@ -182,25 +182,3 @@ def text_value(value: Any, *, what: str) -> str:
     if not value:
         raise ValueError(f"{what} must not be empty")
     return value
-
-
-def host_floats(values: list[Any]) -> list[float]:
-    """Numbers as floats; tensors copied to the host in one transfer per device.
-
-    Only called with tensors when torch is already imported (a tensor exists), so the core still
-    never imports torch itself.
-    """
-    out: list[float] = [0.0] * len(values)
-    by_device: dict[Any, list[int]] = {}
-    for i, value in enumerate(values):
-        if is_torch_tensor(value):
-            by_device.setdefault(value.device, []).append(i)
-        else:
-            out[i] = float(value)
-    if by_device:
-        torch = sys.modules["torch"]
-        for indices in by_device.values():
-            flat = torch.cat([values[i].reshape(1) for i in indices]).to("cpu", torch.float64)
-            for i, x in zip(indices, flat.tolist(), strict=True):
-                out[i] = x
-    return out

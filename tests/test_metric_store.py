@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from expmate.metric_store import MetricStore
+from expmate.metric_store import MAX_COPIES, MetricStore
 from expmate.sinks import AppendFile
+from tests.fake_cuda import FakeCuda
 
 HEADER = "step,split,name,value,wall_time\n"
 
@@ -90,6 +91,101 @@ def test_deferred_tensor_is_copied_and_read_at_materialize(tmp_path: Path) -> No
     assert store.get_best("val", "loss") == {"value": 0.5, "step": 0, "mode": "min"}
     text, _ = written(store)
     assert text == HEADER + "0,val,loss,0.5,7.000\n"
+
+
+def device_store(tmp_path: Path) -> tuple[MetricStore, FakeCuda]:
+    """A store whose tensors take the CUDA path, through the double of the CUDA calls."""
+    calls = FakeCuda()
+    return MetricStore(tmp_path / "metrics.csv", tmp_path / "best.json", calls=calls), calls
+
+
+def test_device_rows_wait_for_their_copy_and_keep_the_logged_order(tmp_path: Path) -> None:
+    """A flush that does not wait starts the copy and writes nothing of it; once the copy has
+    completed, a later one writes the device rows and the host row logged after them in the
+    order logged, best.json naming only rows written; nothing ever waited."""
+    store, calls = device_store(tmp_path)
+    value = torch.tensor(0.5)
+    store.defer(0, "val", "loss", value, True, None, 1.0)
+    value -= 0.25  # a change after logging does not count
+    store.defer(1, "val", "loss", value, True, None, 2.0)
+    store.record(1, "val", "acc", 0.75, True, None, 3.0)
+    store.materialize(wait=False)
+    store.materialize(wait=False)  # not completed yet: nothing moves
+    assert written(store) == ("", None)
+    assert len(calls.events) == 1  # one copy for the two values
+    calls.complete()
+    store.materialize(wait=False)
+    text, bests = written(store)
+    assert text == (HEADER + "0,val,loss,0.5,1.000\n1,val,loss,0.25,2.000\n1,val,acc,0.75,3.000\n")
+    assert bests is not None and json.loads(bests) == {
+        "val_loss": {"value": 0.25, "step": 1, "mode": "min"},
+        "val_acc": {"value": 0.75, "step": 1, "mode": "max"},
+    }
+    assert calls.waits == 0
+    store.record(2, "val", "acc", 0.8, True, None, 4.0)  # nothing on its way: a row at once
+    assert written(store)[0] == "2,val,acc,0.8,4.000\n"
+
+
+def test_copies_are_recorded_oldest_first(tmp_path: Path) -> None:
+    """A later copy that completes first waits for the earlier one: rows stay in step order."""
+    store, calls = device_store(tmp_path)
+    store.defer(0, "train", "loss", torch.tensor(1.0), True, None, 1.0)
+    store.materialize(wait=False)
+    store.defer(1, "train", "loss", torch.tensor(2.0), True, None, 2.0)
+    store.materialize(wait=False)
+    calls.events[1].done = True
+    store.materialize(wait=False)
+    assert written(store) == ("", None)
+    calls.events[0].done = True
+    store.materialize(wait=False)
+    assert written(store)[0] == HEADER + "0,train,loss,1.0,1.000\n1,train,loss,2.0,2.000\n"
+
+
+def test_copies_in_flight_are_bounded(tmp_path: Path) -> None:
+    """With MAX_COPIES copies in flight, a flush that starts one more first waits for the
+    oldest (and writes its rows); pinned buffers of copies already read are reused."""
+    store, calls = device_store(tmp_path)
+    for step in range(MAX_COPIES):
+        store.defer(step, "train", "loss", torch.tensor(float(step)), True, None, 1.0)
+        store.materialize(wait=False)
+    assert (calls.waits, written(store)[0]) == (0, "")
+    store.defer(MAX_COPIES, "train", "loss", torch.tensor(9.0), True, None, 1.0)
+    store.materialize(wait=False)
+    assert calls.waits == 1
+    assert written(store)[0] == HEADER + "0,train,loss,0.0,1.000\n"
+    assert len(calls.pinned_sizes) == MAX_COPIES  # the fifth copy took the first one's buffer
+    store.materialize()
+    assert written(store)[0] == "".join(
+        f"{s},train,loss,{v},1.000\n" for s, v in [(1, 1.0), (2, 2.0), (3, 3.0), (4, 9.0)]
+    )
+
+
+def test_a_failed_copy_loses_only_its_device_values(tmp_path: Path) -> None:
+    """A copy that fails on the device raises (for the flush to report); its device values are
+    lost, the host values logged with them are written, and later copies work."""
+    store, calls = device_store(tmp_path)
+    store.defer(0, "train", "loss", torch.tensor(1.0), True, None, 1.0)
+    store.record(0, "train", "lr", 0.1, True, None, 1.0)
+    store.materialize(wait=False)
+    calls.complete()
+    calls.fail = RuntimeError("CUDA error: an illegal memory access was encountered")
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        store.materialize(wait=False)
+    store.defer(1, "train", "loss", torch.tensor(0.5), True, None, 2.0)
+    store.materialize()
+    assert written(store)[0] == HEADER + "0,train,lr,0.1,1.000\n1,train,loss,0.5,2.000\n"
+
+
+def test_best_and_last_wait_for_device_values(tmp_path: Path) -> None:
+    """get_best and get_last wait for the copies (the double's wait counted); a copy follows
+    the stream each value was logged on."""
+    store, calls = device_store(tmp_path)
+    store.defer(0, "val", "loss", torch.tensor(0.5), True, None, 1.0)
+    calls.current = "side"
+    store.defer(1, "val", "loss", torch.tensor(0.75), True, None, 2.0)
+    assert store.get_best("val", "loss") == {"value": 0.5, "step": 0, "mode": "min"}
+    assert store.get_last("val", "loss") == {"value": 0.75, "step": 1}
+    assert (calls.used, calls.waits) == (["default", "side"], 2)
 
 
 def test_after_fork_moves_rows_to_a_file_of_the_child(tmp_path: Path) -> None:

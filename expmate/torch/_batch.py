@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
+from expmate.device_copy import HostCopy
 from expmate.reduction import Columns
-from expmate.torch._device_copy import HostCopy
 from expmate.torch._layout import Layout, MetricKey, Payload, Plan
 
 MAX_EXACT_INT = 2**53

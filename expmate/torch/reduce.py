@@ -78,10 +78,10 @@ from typing import Any
 
 import torch.distributed as dist
 
+from expmate.device_copy import PinnedBuffers
 from expmate.reduction import Columns, Emit, register_distributed
 from expmate.sinks import report_failure
 from expmate.torch._batch import Job, Slot, StepValues, start_copy
-from expmate.torch._device_copy import PinnedBuffers
 from expmate.torch._exchange import Exchange, MetricMismatchError, SyncTimeoutError
 from expmate.torch._layout import OPS, Layout, Plan, format_steps, make_plan
 from expmate.torch._transport import (

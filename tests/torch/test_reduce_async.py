@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from expmate.reduction import Columns
-from expmate.torch import _device_copy, _transport
+from expmate.torch import _transport
 from expmate.torch.reduce import (
     LocalTransport,
     MetricMismatchError,
@@ -421,41 +421,6 @@ def test_nan_mean_weight_zero_everywhere() -> None:
 
     results = run_ranks(2, body, sync_every=2)
     assert math.isnan(results[0]["seen"][0][3]) and results[0]["seen"][1] == (1, "t", "m", 1.0)
-
-
-def test_copy_paths() -> None:
-    """CPU values are read as they are, CUDA ones through pinned memory and an event, any
-    other device with a plain copy on the reducer's thread."""
-    assert _device_copy.copy_path(torch.device("cpu")) == _device_copy.HOST
-    assert _device_copy.copy_path(torch.device("cuda", 1)) == _device_copy.CUDA
-    assert _device_copy.copy_path(torch.device("meta")) == _device_copy.BLOCKING
-    copy = _device_copy.HostCopy(
-        [
-            torch.tensor(2**40 + 1),
-            torch.tensor(0.5, dtype=torch.float32),
-            torch.tensor([True]),
-            torch.tensor(1.5, dtype=torch.bfloat16),
-        ]
-    )
-    assert copy.paths == [_device_copy.HOST]
-    assert copy.result() == [float(2**40 + 1), 0.5, 1.0, 1.5]
-
-
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-
-
-@needs_cuda
-def test_cuda_values_reach_the_host_without_a_sync() -> None:
-    """Packing CUDA values makes no synchronizing call; the values come back exact."""
-    values = [torch.tensor(0.25, device="cuda") * 3, torch.tensor([7], device="cuda")]
-    pinned = _device_copy.PinnedBuffers()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        copy = _device_copy.HostCopy(values, pinned)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    assert copy.paths == [_device_copy.CUDA]
-    assert copy.result() == [0.75, 7.0]
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 4, 5, 7, 8])
