@@ -5,17 +5,15 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-import math
 import os
 import sys
 import threading
 import time
-import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any
 
 from expmate import flushing, run_end
 from expmate import stop_signals as stopping
@@ -23,20 +21,19 @@ from expmate.attempts import AttemptLog, resume_event, resume_history
 from expmate.colors import use_color
 from expmate.events import (
     KIND_MESSAGE,
-    KIND_STAGE,
-    KIND_TIMER,
     LEVELS,
-    STAGE_RESERVED_FIELDS,
     Event,
-    check_field_names,
     level_name,
 )
+from expmate.logger_options import check_options, prepare_run_dir
+from expmate.message_methods import MessageMethods
 from expmate.metric_methods import MetricMethods
 from expmate.metric_router import MAX_WAITING as _MAX_WAITING
 from expmate.metric_router import MetricRouter
 from expmate.metric_store import MetricStore
+from expmate.rank_files import events_name, log_name, metrics_name
 from expmate.ranks import detect_rank, detect_world_size, process_group_ready
-from expmate.rate_limit import RateLimitBlock, RateLimiter, check_rate
+from expmate.rate_limit import RateLimiter
 from expmate.sinks import (
     AppendFile,
     ConsoleSink,
@@ -45,7 +42,7 @@ from expmate.sinks import (
     TextLogSink,
     report_failure,
 )
-from expmate.spans import StageBlock, StageStack, TimerBlock
+from expmate.spans import StageStack
 from expmate.summary import FILE_NAME as SUMMARY_FILE
 from expmate.summary import SummaryFile
 from expmate.values import reduce_op, step_value
@@ -54,22 +51,9 @@ if TYPE_CHECKING:
     from expmate.mirrors import Mirror
 
 _ids = itertools.count()
-T = TypeVar("T")
 
 
-def _prepare_run_dir(run_dir: Path) -> None:
-    """Create ``run_dir`` or fail now, naming it, if it cannot hold the run's files."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise NotADirectoryError(f"run_dir {str(run_dir)!r} exists and is not a directory")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OSError(f"cannot create run_dir {str(run_dir)!r}: {exc.strerror or exc}") from exc
-    if not os.access(run_dir, os.W_OK | os.X_OK):
-        raise PermissionError(f"run_dir {str(run_dir)!r} is not writable")
-
-
-class ExperimentLogger(MetricMethods):
+class ExperimentLogger(MessageMethods, MetricMethods):
     """Console, ``exp.log``, ``events.jsonl``, ``metrics.csv`` and ``best.json`` in one run directory.
 
     Under torchrun each rank writes its own files (``exp_rank{r}.log``, ``events_rank{r}.jsonl``,
@@ -141,31 +125,16 @@ class ExperimentLogger(MetricMethods):
         mirror: str | Mirror | Sequence[str | Mirror] | None = None,
     ) -> None:
         pkg = sys.modules["expmate"]
-        if capture_git is None:
-            capture_git = bool(pkg.capture_git)
-        elif not isinstance(capture_git, bool):
-            raise TypeError(f"capture_git must be True, False or None, not {capture_git!r}")
-        if system_metrics is not None and not (
-            isinstance(system_metrics, (int, float))
-            and not isinstance(system_metrics, bool)
-            and 0 < system_metrics < math.inf
-        ):
-            raise ValueError(
-                f"system_metrics must be a positive number of seconds or None, not {system_metrics!r}"
-            )
+        capture_git = check_options(
+            capture_git=capture_git,
+            system_metrics=system_metrics,
+            flush_interval=flush_interval,
+            sync_timeout=sync_timeout,
+            sync_every=sync_every,
+        )
         self.level = level_name(log_level if log_level is not None else pkg.log_level)
         self._levelno = LEVELS[self.level]
         self.default_reduce = reduce_op(reduce)
-        if not (isinstance(flush_interval, (int, float)) and flush_interval > 0):
-            raise ValueError(
-                f"flush_interval must be a positive number of seconds, not {flush_interval!r}"
-            )
-        if not (isinstance(sync_timeout, (int, float)) and sync_timeout > 0):
-            raise ValueError(
-                f"sync_timeout must be a positive number of seconds, not {sync_timeout!r}"
-            )
-        if type(sync_every) is not int or sync_every < 1:
-            raise ValueError(f"sync_every must be a positive number of steps, not {sync_every!r}")
         signums = stopping.signals_of(stop_signals)
         stopping.check_installable(signums)
         self.flush_interval = float(flush_interval)
@@ -189,11 +158,11 @@ class ExperimentLogger(MetricMethods):
 
             run_dir = Path("runs") / shared_run_id(run_id)
         self.run_dir = Path(run_dir)
-        _prepare_run_dir(self.run_dir)
+        prepare_run_dir(self.run_dir)
         self.run_id = str(run_id) if run_id is not None else self.run_dir.name
-        suffix = "" if self.rank == 0 else f"_rank{self.rank}"
-        self._text_path = self.run_dir / f"exp{suffix}.log"
-        resumed = (self.run_dir / f"events{suffix}.jsonl").exists()
+        self._text_path = self.run_dir / log_name(self.rank)
+        events_path = self.run_dir / events_name(self.rank)
+        resumed = events_path.exists()
         # First of all: the lock on this rank's files (one writer), and the restart history.
         self._attempts = AttemptLog(self.run_dir, self.rank, world_size=self.world_size)
 
@@ -206,9 +175,7 @@ class ExperimentLogger(MetricMethods):
         self._stages: ContextVar[StageStack] = ContextVar(f"expmate_stages_{uid}", default=())
         self._quiet: ContextVar[bool] = ContextVar(f"expmate_quiet_{uid}", default=False)
         try:
-            self._jsonl = JsonlSink(
-                self.run_dir / f"events{suffix}.jsonl", run_id=self.run_id, rank=self.rank
-            )
+            self._jsonl = JsonlSink(events_path, run_id=self.run_id, rank=self.rank)
             self._human: TextLogSink | HandlerSink = TextLogSink(self._text_path)
         except BaseException as exc:
             self._attempts.close(run_end.outcome(exc))
@@ -219,7 +186,7 @@ class ExperimentLogger(MetricMethods):
             stream = console_stream if console_stream is not None else sys.stdout
             self._console = ConsoleSink(console_stream, color=use_color(stream, color))
         self._metrics = MetricStore(
-            self.run_dir / f"metrics{suffix}.csv",
+            self.run_dir / metrics_name(self.rank),
             self.run_dir / "best.json" if self.rank == 0 else None,
         )
         self._mirrors: Any = None
@@ -303,88 +270,6 @@ class ExperimentLogger(MetricMethods):
             message = f"Resuming run: appending to existing files in {self.run_dir}"
             self._dispatch(Event(time.time(), "INFO", message))
 
-    # ------------------------------------------------------------------ messages
-
-    def debug(self, message: Any, **fields: Any) -> None:
-        """Log at DEBUG (cyan on the console); keyword fields go into the JSONL event."""
-        self._log_at(10, "DEBUG", message, fields)
-
-    def info(self, message: Any, **fields: Any) -> None:
-        """Log at INFO (green on the console); keyword fields go into the JSONL event."""
-        self._log_at(20, "INFO", message, fields)
-
-    def warning(self, message: Any, **fields: Any) -> None:
-        """Log at WARNING (yellow on the console)."""
-        self._log_at(30, "WARNING", message, fields)
-
-    def error(self, message: Any, **fields: Any) -> None:
-        """Log at ERROR (red on the console)."""
-        self._log_at(40, "ERROR", message, fields)
-
-    def critical(self, message: Any, **fields: Any) -> None:
-        """Log at CRITICAL."""
-        self._log_at(50, "CRITICAL", message, fields)
-
-    def log(self, message: Any, level: str | int = "INFO", **fields: Any) -> None:
-        """Log at ``level`` given by name (any case) or number.
-
-        Raises:
-            ValueError: an unknown level, named in the message.
-        """
-        name = level_name(level)
-        self._log_at(LEVELS[name], name, message, fields)
-
-    def _log_at(self, levelno: int, level: str, message: Any, fields: dict[str, Any]) -> None:
-        """Build and dispatch a message event if ``levelno`` passes the logger's level.
-
-        Raises:
-            RuntimeError: the logger is closed (whatever the level).
-            ValueError: a keyword field uses a reserved name.
-        """
-        if self.closed:
-            self._raise_closed()
-        if levelno < self._levelno:
-            return
-        if type(message) is not str:
-            message = str(message)
-        frames = self._stages.get()
-        if fields:
-            check_field_names(fields, "logging call")
-            if frames:
-                fields = {**frames[-1][1], **fields}
-            stage = frames[-1][0] if frames else None
-        elif frames:
-            stage, fields = frames[-1]
-        else:
-            stage = None
-        quiet = self._quiet.get()
-        self._dispatch(
-            Event(time.time(), level, message, KIND_MESSAGE, stage, fields or None, quiet)
-        )
-
-    def _stage_event(
-        self, level: str, message: str, path: str, meta: dict[str, Any], what: str, **extra: Any
-    ) -> None:
-        if LEVELS[level] < self._levelno:
-            return
-        fields = {**meta, "stage_event": what, **extra}
-        self._dispatch(
-            Event(time.time(), level, message, KIND_STAGE, path, fields, self._quiet.get())
-        )
-
-    def _timer_event(self, name: str, elapsed: float, *, failed: bool) -> None:
-        if self._levelno > 20:
-            return
-        frames = self._stages.get()
-        stage, meta = frames[-1] if frames else (None, {})
-        fields = {**meta, "timer": name, "elapsed": elapsed}
-        if failed:
-            fields["status"] = "error"
-        message = f"Timer [{name}]: {elapsed:.4f}s"
-        self._dispatch(
-            Event(time.time(), "INFO", message, KIND_TIMER, stage, fields, self._quiet.get())
-        )
-
     def _dispatch(self, event: Event) -> None:
         """Hand one event to the sinks: JSONL always, the human transcript unless rate-limited."""
         with self._lock:
@@ -425,97 +310,6 @@ class ExperimentLogger(MetricMethods):
             marker = resume_history(self._attempts, self._metrics, step)
         self._dispatch(resume_event(marker, self.run_dir))
         self.flush_files()
-
-    # ------------------------------------------------------------------ stages, timers, rate limits
-
-    def stage(self, name: str, **metadata: Any) -> StageBlock:
-        """A block logged as ``Stage [outer/name] (k=v) - START`` ... ``- END (1.2s)``.
-
-        Every event inside carries ``stage`` (the full path) and the metadata of every enclosing
-        stage. An exception inside logs an ERROR event, then END, and propagates.
-
-        Raises:
-            ValueError: an empty name, or metadata named like an event field (``level``, ...).
-        """
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"stage name must be a non-empty string, not {name!r}")
-        check_field_names(metadata, f"stage {name!r} metadata", STAGE_RESERVED_FIELDS)
-        return StageBlock(self, self._stages, name, metadata)
-
-    def timer(self, name: str, log_result: bool = True) -> TimerBlock:
-        """A block timed by the wall clock: ``Timer [name]: 0.1234s``; yields ``{'elapsed': s}``.
-
-        Asynchronous GPU work is not waited for: synchronize first if it must be included.
-        """
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"timer name must be a non-empty string, not {name!r}")
-        return TimerBlock(self, name, log_result)
-
-    def profile(self, name: str, log_result: bool = True) -> TimerBlock:
-        """Deprecated alias of :meth:`timer`."""
-        warnings.warn(
-            "ExperimentLogger.profile() is deprecated; use timer() (or torch.profiler for "
-            "detailed profiling)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.timer(name, log_result)
-
-    def log_every(
-        self, every: int | None = None, seconds: float | None = None, key: Any = None
-    ) -> RateLimitBlock:
-        """Show the messages of this block on the console and in exp.log only every ``every``
-        passes or ``seconds`` seconds; JSONL gets them all.
-
-        Without ``key`` each call site (file and line) has its own limiter.
-
-        Raises:
-            ValueError, TypeError: not exactly one positive ``every``/``seconds``.
-        """
-        check_rate(every, seconds)
-        if key is None:
-            caller = sys._getframe(1)
-            key = (caller.f_code.co_filename, caller.f_lineno)
-        limiter = self._limiters.get(key)
-        if limiter is None:
-            limiter = self._limiters[key] = RateLimiter(every, seconds)
-        return RateLimitBlock(limiter, self._quiet)
-
-    # ------------------------------------------------------------------ progress
-
-    def progress(
-        self,
-        iterable: Iterable[T],
-        total: int | None = None,
-        desc: str | None = None,
-        postfix: str | Sequence[str] | None = None,
-        *,
-        seconds: float = 30.0,
-    ) -> Iterable[T]:
-        """Iterate over ``iterable`` with a progress bar, once per job.
-
-        On global rank 0 with the console on a terminal and tqdm installed: a tqdm bar (steps/s,
-        ETA, and the latest value of each ``postfix`` metric), kept out of the files. On rank 0
-        otherwise: an INFO line at most every ``seconds`` seconds and one at the end. On other
-        ranks: ``iterable`` itself.
-
-        Args:
-            iterable: what to iterate over.
-            total: the number of items; None uses ``len(iterable)`` when it has one.
-            desc: a label shown before the bar.
-            postfix: metrics to show, as ``"split/name"`` (``["train/loss"]``).
-            seconds: the interval of the line-by-line form.
-
-        Raises:
-            TypeError, ValueError: a bad ``total``, ``desc``, ``postfix`` entry or ``seconds``.
-
-        Example:
-            >>> for batch in logger.progress(loader, desc="epoch 0", postfix=["train/loss"]):
-            ...     ...  # doctest: +SKIP
-        """
-        from expmate.progress import progress
-
-        return progress(self, iterable, total=total, desc=desc, postfix=postfix, seconds=seconds)
 
     # ------------------------------------------------------------------ custom handler
 

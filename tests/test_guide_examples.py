@@ -22,7 +22,7 @@ import pytest
 
 import expmate
 from expmate import logger as logger_module
-from expmate import metric_router, rate_limit, spans
+from expmate import message_methods, metric_router, rate_limit, spans
 from tests.helpers import lines_of, make_logger, read_csv, read_events, transcript
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -550,7 +550,8 @@ def _at(text: str) -> float:
 def _frozen_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     now = [_at("2025-01-23 14:30:22")]
     clock = SimpleNamespace(time=lambda: now[0])
-    monkeypatch.setattr(logger_module, "time", clock)  # messages
+    monkeypatch.setattr(logger_module, "time", clock)  # events the logger makes itself
+    monkeypatch.setattr(message_methods, "time", clock)  # messages, stages, timers
     monkeypatch.setattr(metric_router, "time", clock)  # metric rows
     return now
 
