@@ -7,16 +7,24 @@ step, values...]`` per slot of the window (fingerprint 0.0 for a slot with no st
 gets the same matrix, so every rank draws the same conclusions from it: the reduced values of
 the steps whose rows agree, the slow path (one ``all_gather_object``) for the others, the same
 mismatch message, and the same decision about who is behind.
+
+The row's width depends on settings each rank has of its own (``sync_every`` and the ride-along
+columns, which ``system_metrics=`` adds), and gloo aborts a process whose collective receives
+more than it expects. So before its first row a rank sends a row of fixed width that sums those
+settings up (:func:`settings_row`); ranks that differ all end the reduction with the same
+:class:`MetricMismatchError` naming each rank's settings, instead of a crash or a timeout.
 """
 
 from __future__ import annotations
 
+import zlib
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import torch
 
+from expmate.reduction import Columns
 from expmate.torch._batch import Job, Slot, host_values
 from expmate.torch._layout import (
     EMPTY,
@@ -82,11 +90,16 @@ class Exchange:
         self.timeout = timeout
         self._buffer = array("d")
         self._wire = torch.empty(0, dtype=torch.float64)
+        self._agreed = transport.world_size == 1
+        """Whether the ranks' settings have been compared and found equal (one rank: nothing to
+        compare)."""
 
     def run(self, job: Job) -> None:
         """Run ``job`` and fill in its results; never raises (a failure is kept in the job)."""
         try:
             values = host_values(job.slots, job.copy)
+            if not self._agreed and not self._agree_settings(job):
+                return
             row = self._row(job, values)
             matrix = self._collective(self.transport.all_gather, self._wire_of(row), 2 * job.seq)
             self._read(job, matrix, values)
@@ -95,6 +108,27 @@ class Exchange:
             job.failure.__cause__ = failure.cause
         except BaseException as exc:  # noqa: BLE001 - handed to the training thread, raised there
             job.failure = exc
+
+    # ------------------------------------------------------------------ the settings
+
+    def _agree_settings(self, job: Job) -> bool:
+        """Compare the ranks' settings before the first row (a collective of fixed width on
+        every rank); when they differ, end the reduction with the same message everywhere."""
+        mine = settings_row(self.sync_every, job.column_sets)
+        matrix = self._collective(
+            self.transport.all_gather, torch.tensor(mine, dtype=torch.float64), 2 * job.seq
+        )
+        if all(row == mine for row in matrix.tolist()):
+            self._agreed = True
+            return True
+        described = self._collective(
+            self.transport.all_gather_object,
+            (self.sync_every, [(c.name, c.names, c.ops) for c in job.column_sets]),
+            2 * job.seq + 1,
+        )
+        job.mismatch = settings_message(described)
+        job.ended = True
+        return False
 
     # ------------------------------------------------------------------ the row
 
@@ -241,6 +275,49 @@ class Exchange:
             f"call sync()/flush()/close() at the same points. Cause: "
             f"{str(failure.cause).strip()[:500]}"
         )
+
+
+def settings_row(sync_every: int, column_sets: Sequence[Columns]) -> list[float]:
+    """What fixes the width of a rank's row, as numbers of a fixed count: ``sync_every``, the
+    number of ride-along columns, and a CRC-32 of their owners, names and ops (exact in
+    float64)."""
+    spec = repr([(c.name, c.names, c.ops) for c in column_sets]).encode()
+    count = sum(len(c.names) for c in column_sets)
+    return [float(sync_every), float(count), float(zlib.crc32(spec))]
+
+
+def settings_message(
+    described: Sequence[tuple[int, list[tuple[str, tuple[str, ...], Any]]]],
+) -> str:
+    """The error of ranks whose settings differ: each setting that differs, with its ranks."""
+    lines = []
+    every = [str(sync_every) for sync_every, _ in described]
+    if len(set(every)) > 1:
+        lines.append(f"sync_every: {_by_value(every)}")
+    columns = [
+        ", ".join(f"{name} ({len(names)})" for name, names, _ in sets) or "none"
+        for _, sets in described
+    ]
+    if len(set(columns)) > 1:
+        lines.append(f"ride-along columns (owner and count): {_by_value(columns)}")
+    elif len({repr(sets) for _, sets in described}) > 1:
+        lines.append("ride-along columns: the same owners and counts, different names or ops")
+    body = "\n".join(f"  {line}" for line in lines)
+    return (
+        "ranks built their loggers with different reduction settings, so their metrics cannot "
+        "be reduced together: every rank must pass the same sync_every= and system_metrics= to "
+        "ExperimentLogger (system_metrics adds the 'system' columns to every collective). The "
+        "values of this sync point were discarded and no more metrics can be reduced in this "
+        f"job.\n{body}"
+    )
+
+
+def _by_value(values: Sequence[str]) -> str:
+    """``1 on ranks [0, 2]; 10 on ranks [1]``, in order of first appearance."""
+    ranks: dict[str, list[int]] = {}
+    for rank, value in enumerate(values):
+        ranks.setdefault(value, []).append(rank)
+    return "; ".join(f"{value} on ranks {format_ranks(r)}" for value, r in ranks.items())
 
 
 def _rows(slot: Slot, reduced: list[Any]) -> list[tuple[Any, str, str, Any]]:

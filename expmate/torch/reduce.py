@@ -30,7 +30,9 @@ A rank that sent an older window than the others (it skipped steps) also drops i
 the newest window sent, so the next sync point agrees again. A rank that closes while others do
 not makes the reduction end on every rank with the same error, instead of a timeout. A rank that
 never arrives makes the others raise :class:`SyncTimeoutError` within the timeout, naming the
-ranks that did not arrive.
+ranks that did not arrive. Ranks built with different ``sync_every`` or ride-along columns (their
+rows would differ in width) are told apart before the first row, by one small collective: every
+rank raises the same :class:`MetricMismatchError` and the reduction ends.
 
 Ride-along columns
 ------------------

@@ -52,7 +52,8 @@ def test_values_batches_ints_and_recovery(tmp_path: Path) -> None:
         assert got["async"]["last"] == {"value": 5.0, "step": 4}
     expected = [row for step in range(8) for row in expected_step(step)]
     assert csv_rows(tmp_path / "batched" / "metrics.csv") == expected
-    assert ranks[0]["batched"]["counts"] == {"all_gather": 3, "all_gather_object": 1}
+    # The settings compared before the first row, then one row per window.
+    assert ranks[0]["batched"]["counts"] == {"all_gather": 4, "all_gather_object": 1}
     assert [r["skip"]["raised"][0][0] for r in ranks] == [4, 5]
     assert [len(r["skip"]["raised"]) for r in ranks] == [1, 1]
     message = ranks[0]["skip"]["raised"][0][1]
@@ -64,6 +65,37 @@ def test_values_batches_ints_and_recovery(tmp_path: Path) -> None:
     assert csv_rows(tmp_path / "skip" / "metrics.csv") == [
         (s, "train", "loss", repr(10.0 * s + 0.5)) for s in (0, 1, 4, 5, 6, 7)
     ]
+
+
+def test_ranks_with_different_settings(tmp_path: Path) -> None:
+    """system_metrics on rank 0 only, or sync_every differing, widens one rank's row: every rank
+    raises the same clear error at the sync point after its first (no rank aborted by gloo, no
+    timeout), and every later reduced value raises it again, without another collective."""
+    ranks = launch(tmp_path, "values")
+    head = (
+        "ranks built their loggers with different reduction settings, so their metrics cannot "
+        "be reduced together: every rank must pass the same sync_every= and system_metrics= to "
+        "ExperimentLogger"
+    )
+    system = "stop (1), system (8) on ranks [0]; stop (1) on ranks [1]"
+    lines = {
+        "system": f"  ride-along columns (owner and count): {system}",
+        "every": "  sync_every: 1 on ranks [0]; 2 on ranks [1]",
+    }
+    for run, line in lines.items():
+        messages = {m for r in ranks for _, m in r[run]["raised"]}
+        messages |= {r[run]["closed"] for r in ranks if r[run]["closed"] is not None}
+        assert len(messages) == 1, run
+        message = messages.pop()
+        assert message.startswith(head), run
+        assert message.split("\n")[1:] == [line], run
+        assert not (tmp_path / run / "metrics.csv").exists(), run
+    # Step 0 is sent at step 1's sync point and its error raised at the next: step 2 (and 3).
+    assert [[s for s, _ in r["system"]["raised"]] for r in ranks] == [[2, 3], [2, 3]]
+    assert [r["system"]["closed"] for r in ranks] == [None, None]
+    # With sync_every=2, rank 1's first sync point is step 2; the next is its close().
+    assert [[s for s, _ in r["every"]["raised"]] for r in ranks] == [[2, 3], []]
+    assert ranks[0]["every"]["closed"] is None and ranks[1]["every"]["closed"] is not None
 
 
 def test_sigterm_stop_and_missing_rank(tmp_path: Path) -> None:

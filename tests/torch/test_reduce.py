@@ -63,7 +63,8 @@ def test_nan_on_any_rank_propagates() -> None:
 
 
 def test_steady_state_is_one_collective_per_step() -> None:
-    """After the first step agrees on the key set, each step costs one all_gather and nothing else."""
+    """After the first step agrees on the settings and the key set, each step costs one
+    all_gather and nothing else."""
 
     def body(rank: int, reducer: MetricReducer) -> None:
         for step in range(10):
@@ -73,7 +74,7 @@ def test_steady_state_is_one_collective_per_step() -> None:
 
     results = run_ranks(2, body)
     calls = results[0]["transport"].calls
-    assert calls.count("all_gather") == 10
+    assert calls.count("all_gather") == 1 + 10  # the settings, compared once
     assert calls.count("all_gather_object") == 1
     assert results[0]["seen"] == results[1]["seen"]
     assert results[0]["seen"][-1] == (9, "train", "m7", 9.5)
@@ -168,7 +169,7 @@ def test_empty_sync_is_still_a_collective() -> None:
         reducer.close()
 
     results = run_ranks(2, body)
-    assert results[0]["transport"].calls == ["all_gather"] * 3 + ["close"]
+    assert results[0]["transport"].calls == ["all_gather"] * (1 + 3) + ["close"]
     assert results[0]["seen"] == []
 
 
@@ -366,7 +367,7 @@ def test_gloo_reduction_mismatch_and_tensors(tmp_path: Path) -> None:
     assert got["seen"][4:6] == [[1, "train", "loss", 0.375], [1, "train", "n", 11.0]]
     assert "val/acc: logged by ranks [0], missing on ranks [1]" in got["mismatch"]
     assert got["seen"][6:] == [[3, "train", "loss", 2.5], [3, "train", "n", 3.0]]
-    assert got["gathers"] == {"all_gather": 4, "all_gather_object": 3}
+    assert got["gathers"] == {"all_gather": 1 + 4, "all_gather_object": 3}
 
 
 @pytest.mark.ddp

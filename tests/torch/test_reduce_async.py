@@ -99,7 +99,7 @@ def test_batched_windows_reduce_every_step_exactly() -> None:
         ]
     assert results[0]["seen"] == results[1]["seen"] == expected
     calls = results[0]["transport"].calls
-    assert calls.count("all_gather") == 3  # windows 0-3, 4-7, 8-11
+    assert calls.count("all_gather") == 1 + 3  # the settings once; windows 0-3, 4-7, 8-11
     assert calls.count("all_gather_object") == 1  # the key set, agreed once
 
 
@@ -380,7 +380,29 @@ def test_ride_along_columns_cost_no_collective() -> None:
             {"hi": 4.0, "lo": -2.0, "total": 3.0},
         ]
     )
-    assert results[0]["transport"].calls.count("all_gather") == 3
+    assert results[0]["transport"].calls.count("all_gather") == 1 + 3  # the settings once
+
+
+def test_columns_that_differ_only_in_ops_end_the_reduction_on_every_rank() -> None:
+    """Same owners and counts but another op on one rank: the settings differ, every rank gets
+    the same error, and no row is gathered."""
+
+    def body(rank: int, reducer: MetricReducer) -> None:
+        reducer.add_columns(Columns("probe", {"hi": "max" if rank == 0 else "min"}, print))
+        for step in range(3):
+            reducer.add(step, "train", "loss", 1.0, "mean", 1.0)
+        reducer.close()
+
+    results = run_ranks(2, body)
+    messages = [str(r["error"]) for r in results]
+    assert all(isinstance(r["error"], MetricMismatchError) for r in results)
+    assert messages[0] == messages[1]
+    assert messages[0].startswith("ranks built their loggers with different reduction settings")
+    assert messages[0].split("\n")[1:] == [
+        "  ride-along columns: the same owners and counts, different names or ops"
+    ]
+    assert results[0]["transport"].calls == ["all_gather", "all_gather_object"]
+    assert results[0]["seen"] == []
 
 
 def test_a_failing_column_callback_is_reported_once(capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,7 +4,8 @@ Usage: async_worker.py OUT_DIR MODE, MODE one of:
 
 - ``values``: exact values through the asynchronous path (sync_every=1) and a batched one
   (sync_every=3), ints that stay ints, get_best_metric waiting for what is in flight, close()
-  with a collective in flight, a skipped step on rank 1 and the recovery after it;
+  with a collective in flight, a skipped step on rank 1 and the recovery after it, and ranks
+  built with different settings (system_metrics on rank 0 only; sync_every 1 and 2);
 - ``stop``: SIGTERM to rank 1 with stop signals on, should_stop() on both ranks; then rank 1
   stops logging and rank 0 must fail at its next sync point, naming rank 1;
 - ``bruck`` (any number of ranks): the gloo transport's Bruck rounds against gloo's ring, and a
@@ -83,11 +84,32 @@ def skip_run(out: Path, rank: int) -> dict[str, Any]:
     return {"raised": raised}
 
 
+def settings_run(out: Path, rank: int, name: str, **options: Any) -> dict[str, Any]:
+    """A logger whose settings differ across ranks: what each call raises, and close()."""
+    logger = ExperimentLogger(
+        out / name, console_output=False, reduce="mean", sync_timeout=30, **options
+    )
+    raised = []
+    for step in range(4):
+        try:
+            logger.log_metric(step, "train", "loss", float(step + rank))
+        except MetricMismatchError as exc:
+            raised.append([step, str(exc)])
+    closed = None
+    try:
+        logger.close()
+    except MetricMismatchError as exc:
+        closed = str(exc)
+    return {"raised": raised, "closed": closed}
+
+
 def values_mode(out: Path, rank: int) -> dict[str, Any]:
     return {
         "async": async_run(out, rank),
         "batched": batched_run(out, rank),
         "skip": skip_run(out, rank),
+        "system": settings_run(out, rank, "system", system_metrics=30 if rank == 0 else None),
+        "every": settings_run(out, rank, "every", sync_every=1 + rank),
     }
 
 
