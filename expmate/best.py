@@ -195,6 +195,21 @@ class BestTracker:
             return None
         return {"value": entry[0], "step": entry[1], "mode": entry[2]}
 
+    @property
+    def unsaved(self) -> bool:
+        """Whether some best is kept from ``best.json`` because its row was not written."""
+        return bool(self._unsaved)
+
+    def as_written(self, key: str, best: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``best`` (a :meth:`get` of ``key`` taken with a flush's rows) as ``best.json`` holds
+        it once that flush is written: a best whose row could not be written gives way to the
+        key's previous saved best (None if there is none)."""
+        unsaved = self._unsaved.get(key)
+        if best is None or unsaved != (best["value"], best["step"], best["mode"]):
+            return best
+        saved = self._saved.get(key)
+        return None if saved is None else {"value": saved[0], "step": saved[1], "mode": saved[2]}
+
     def as_dict(self) -> dict[str, dict[str, Any]]:
         """All bests (in memory: also those whose row could not be written)."""
         return {key: {"value": e[0], "step": e[1], "mode": e[2]} for key, e in self._best.items()}

@@ -394,7 +394,7 @@ class ExperimentLogger(MessageMethods, MetricMethods):
         metric_batches, bests, entries = self._metrics.take(tracked=summary is not None)
         for target, lines in batches:
             target.write(lines)
-        self._metrics.write(metric_batches, bests)
+        entries = self._metrics.write(metric_batches, bests, entries)
         if isinstance(self._human, HandlerSink):
             self._human.flush()
         if self._console is not None:

@@ -309,15 +309,31 @@ class MetricStore:
             return out
 
     def write(
-        self, batches: list[tuple[AppendFile, list[str]]], bests: dict[str, Entry] | None
-    ) -> None:
+        self,
+        batches: list[tuple[AppendFile, list[str]]],
+        bests: dict[str, Entry] | None,
+        entries: list[MetricEntry] | None = None,
+    ) -> list[MetricEntry] | None:
         """Write what :meth:`take` handed over: the rows first, then ``best.json`` naming only
-        rows that reached the disk (a best whose row was lost to a failed write is not saved)."""
+        rows that reached the disk (a best whose row was lost to a failed write is not saved).
+
+        Returns:
+            ``entries`` (taken with the rows) with each best as ``best.json`` now holds it, for
+            ``summary.json``.
+        """
         lost: set[tuple[str, int, float]] = set()
         for target, lines in batches:
             if not target.write(lines):
                 lost.update(_row_keys(lines, self._keys))
         self.best.write(self.best.settle(bests, lost))
+        if entries is None or not self.best.unsaved:
+            return entries
+        with self.lock:
+            keys = {pair: spec[1] for pair, spec in self._keys.items()}
+        return [
+            (split, name, last, self.best.as_written(keys[(split, name)], best))
+            for split, name, last, best in entries
+        ]
 
     def rewind(self, step: int, records: list[dict[str, Any]]) -> None:
         """Forget the history a resume at ``step`` supersedes (the rows are already on disk).

@@ -203,3 +203,29 @@ def test_saved_json_parses_strictly(tmp_path: Path) -> None:
     assert json.loads(text, parse_constant=refuse) == {
         "k": {"value": 2.0, "step": 1, "mode": "min"}
     }
+
+
+def test_a_best_whose_row_was_lost_reads_as_the_saved_one(tmp_path: Path) -> None:
+    """as_written(): a best kept out of best.json (its row failed to write) gives way to the
+    previous saved best, or to None; a later best that is written reads as itself."""
+    tracker = BestTracker(tmp_path / "best.json")
+    tracker.update("val_loss", 0.5, 0, "min")
+    tracker.write(tracker.settle(tracker.snapshot(), set()))
+    tracker.update("val_loss", 0.4, 1, "min")
+    tracker.update("val_acc", 0.9, 1, "max")
+    lost = {("val_loss", 1, 0.4), ("val_acc", 1, 0.9)}
+    tracker.write(tracker.settle(tracker.snapshot(), lost))
+    assert tracker.unsaved
+    assert tracker.as_written("val_loss", tracker.get("val_loss")) == {
+        "value": 0.5,
+        "step": 0,
+        "mode": "min",
+    }
+    assert tracker.as_written("val_acc", tracker.get("val_acc")) is None
+    assert json.loads((tmp_path / "best.json").read_text()) == {
+        "val_loss": {"value": 0.5, "step": 0, "mode": "min"}
+    }
+    tracker.update("val_loss", 0.3, 2, "min")
+    tracker.write(tracker.settle(tracker.snapshot(), set()))
+    best = tracker.get("val_loss")
+    assert tracker.as_written("val_loss", best) == best == {"value": 0.3, "step": 2, "mode": "min"}

@@ -348,6 +348,10 @@ def test_best_json_never_names_a_row_that_could_not_be_written(tmp_path: Path) -
     logger.close()
     assert not (tmp_path / "best.json").exists()
     assert logger.get_best_metric("loss") == {"value": 0.3, "step": 2, "mode": "min"}
+    # summary.json says what best.json says: no best whose row is not in metrics.csv.
+    entry = json.loads((tmp_path / "summary.json").read_text())["metrics"]["val/loss"]
+    assert (entry["best"], entry["best_step"], entry["mode"]) == (None, None, None)
+    assert (entry["last"], entry["last_step"]) == (0.3, 2)
 
 
 @pytest.mark.parametrize(
