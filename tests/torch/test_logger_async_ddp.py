@@ -42,9 +42,11 @@ def expected_step(step: int) -> list[tuple[int, str, str, str]]:
 
 def test_values_batches_ints_and_recovery(tmp_path: Path) -> None:
     """Exact values through the asynchronous and the batched paths (integers written as
-    integers), bests that wait for what is in flight, close() with a collective in flight, and a
-    skipped step that both ranks report alike before agreeing again."""
+    integers), bests that wait for what is in flight, close() with a collective in flight, a
+    skipped step that both ranks report alike before agreeing again, and ranks built with
+    different settings (one launch for all)."""
     ranks = launch(tmp_path, "values")
+    check_different_settings(tmp_path, ranks)
     expected = [row for step in range(6) for row in expected_step(step)]
     assert csv_rows(tmp_path / "async" / "metrics.csv") == [*expected, (6, "train", "loss", "1.0")]
     for got in ranks:
@@ -67,11 +69,10 @@ def test_values_batches_ints_and_recovery(tmp_path: Path) -> None:
     ]
 
 
-def test_ranks_with_different_settings(tmp_path: Path) -> None:
+def check_different_settings(tmp_path: Path, ranks: list[dict[str, Any]]) -> None:
     """system_metrics on rank 0 only, or sync_every differing, widens one rank's row: every rank
     raises the same clear error at the sync point after its first (no rank aborted by gloo, no
     timeout), and every later reduced value raises it again, without another collective."""
-    ranks = launch(tmp_path, "values")
     head = (
         "ranks built their loggers with different reduction settings, so their metrics cannot "
         "be reduced together: every rank must pass the same sync_every= and system_metrics= to "
