@@ -36,7 +36,7 @@ from expmate.values import metric_value, text_value
 KeyInfo = tuple[str, str, str | None]
 # Called with (step, split, name, value, wall_time) for each row of the metrics CSV, as it is formed.
 RowListener = Callable[[int, str, str, "float | int", float], None]
-# (step, split, name, value or device tensor, track_best, mode, wall_time, write)
+# (step, split, name, value or (device tensor, its stream), track_best, mode, wall_time, write)
 Row = tuple[int, str, str, Any, bool, "str | None", float, bool]
 
 MAX_COPIES = 4
@@ -76,10 +76,10 @@ class MetricStore:
         self.last: dict[str, list[Any]] = {}
         self.calls = calls
         # Rows logged since the last copy was started, behind device values (which they hold, in
-        # order, with the stream each was made on); copies started, oldest first.
+        # order, with the stream each was made on); copies started, oldest first. One list,
+        # appended to once per value and emptied in place: a SIGTERM handler that flushes in the
+        # middle of a call can neither split a row from its tensor nor orphan it.
         self._open: list[Row] = []
-        self._tensors: list[Any] = []
-        self._streams: list[Any] = []
         self._copies: deque[_Copy] = deque()
         self._spare: list[PinnedBuffers] = []  # pinned buffers of copies already read
         self._behind = False  # device values are waiting or on their way: new rows queue
@@ -170,9 +170,7 @@ class MetricStore:
         tensor = tensor.clone()  # on the device, asynchronous: no host sync
         stream = self.calls.stream_of(tensor)
         with self.lock:
-            self._open.append((step, split, name, tensor, track_best, mode, wall, True))
-            self._tensors.append(tensor)
-            self._streams.append(stream)
+            self._open.append((step, split, name, (tensor, stream), track_best, mode, wall, True))
             self._behind = True
             self.waiting += 1
             return self.waiting
@@ -202,8 +200,11 @@ class MetricStore:
         while len(self._copies) >= MAX_COPIES:
             self._collect_first(wait=True)
         with self.lock:
-            rows, tensors, streams = self._open, self._tensors, self._streams
-            self._open, self._tensors, self._streams = [], [], []
+            rows = self._open[:]
+            self._open.clear()
+        held = [row[3] for row in rows if not _is_number(row[3])]
+        tensors = [tensor for tensor, _ in held]
+        streams = [stream for _, stream in held]
         if not tensors and not self._copies:  # host rows only, nothing before them
             self._settle(rows, [])
             return
@@ -252,9 +253,9 @@ class MetricStore:
             self._behind = False
             try:
                 self._record_rows(rows, floats, lost=values is None)
-                if not self._copies and not self._tensors:
-                    rows, self._open = self._open, []
-                    self._streams = []
+                if not self._copies and all(_is_number(row[3]) for row in self._open):
+                    rows = self._open[:]
+                    self._open.clear()
                     self._record_rows(rows, floats, lost=False)
             finally:
                 self._behind = bool(self._copies or self._open)
@@ -383,7 +384,7 @@ class MetricStore:
             self._csv = None
         path = self._csv_path
         self._csv_path = path.with_name(f"{path.stem}_pid{os.getpid()}{path.suffix}")
-        self._open, self._tensors, self._streams = [], [], []
+        self._open = []
         self._copies = deque()
         self._spare = []
         self._behind = False

@@ -9,15 +9,16 @@ import json
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from expmate import ExperimentLogger, flushing
+from expmate import ExperimentLogger, flushing, run_end
 from expmate.logger import _MAX_WAITING
-from expmate.sinks import AppendFile
+from expmate.sinks import AppendFile, text_log
 from tests.helpers import wait_until
 
 
@@ -189,3 +190,36 @@ def test_ctrl_c_during_a_flush_is_raised_once_it_has_ended(
     assert _line_count(logger.run_dir / "events.jsonl") == 3
     assert _line_count(logger.run_dir / "metrics.csv") == 4
     assert json.loads((logger.run_dir / "best.json").read_text())["val_loss"]["step"] == 2
+
+
+def test_a_sigterm_flush_in_the_middle_of_a_message_loses_no_line(
+    logger: ExperimentLogger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The preemption recipe's race: SIGTERM lands while a message line is being formatted (its
+    file's buffer already looked up, the line not yet appended), and the handler flushes there.
+    That line must reach exp.log at the next flush, not stay in a list no flush writes."""
+    stopped: list[int] = []
+    monkeypatch.setattr(run_end, "_signal", None)
+    monkeypatch.setattr(flushing, "_previous_sigterm", lambda signum, frame: stopped.append(signum))
+    previous = signal.signal(signal.SIGTERM, flushing._on_sigterm)
+    original = text_log.format_clock
+
+    def signalled(timestamp: float) -> str:
+        monkeypatch.setattr(text_log, "format_clock", original)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0)  # the handler runs here, inside the emit of "step 2"
+        return original(timestamp)
+
+    _log_steps(logger, range(2))
+    monkeypatch.setattr(text_log, "format_clock", signalled)
+    try:
+        _log_steps(logger, range(2, 4))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped == [signal.SIGTERM]
+    assert _line_count(logger.run_dir / "exp.log") == 2  # the handler's flush: steps 0 and 1
+    logger.flush_files()
+    lines = (logger.run_dir / "exp.log").read_text(encoding="utf-8").splitlines()
+    assert [line.rsplit(" - ", 1)[1] for line in lines] == [f"step {s}" for s in range(4)]
+    assert _line_count(logger.run_dir / "events.jsonl") == 4
+    assert _line_count(logger.run_dir / "metrics.csv") == 5

@@ -50,8 +50,9 @@ def test_clean_system_exit_is_finished() -> None:
     assert run_end.outcome(SystemExit(3))["status"] == "failed"
 
 
-def test_noted_signal() -> None:
+def test_noted_signal(monkeypatch: pytest.MonkeyPatch) -> None:
     """A noted SIGTERM makes the run interrupted by SIGTERM."""
+    monkeypatch.setattr(run_end, "_signal", None)  # restored afterwards: no leak to other tests
     run_end.note_signal(signal.SIGTERM)
     assert run_end.noted_signal() == "SIGTERM"
     assert run_end.outcome() == {"status": "interrupted", "signal": "SIGTERM"}

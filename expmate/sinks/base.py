@@ -131,8 +131,14 @@ class AppendFile:
         return keep
 
     def take(self) -> list[str]:
-        """Hand over the waiting lines (the caller writes them with :meth:`write`)."""
-        lines, self.buffer = self.buffer, []
+        """Hand over the waiting lines (the caller writes them with :meth:`write`).
+
+        The buffer stays the same list, emptied in place: a signal handler that flushes in the
+        middle of an emit (between the emit loading ``buffer`` and appending its line) must not
+        leave that line in a list nobody writes.
+        """
+        lines = self.buffer[:]
+        self.buffer.clear()
         return lines
 
     def write(self, lines: list[str]) -> bool:
