@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -84,11 +85,28 @@ def _items(entries: Any) -> dict[str, Any]:
     return {"/".join(e.nested_key) or e.key: json.loads(e.value_json) for e in entries}
 
 
-def wandb_run(run_dir: Path) -> dict[str, Any]:
-    """History rows, config, final summary and exit code of the one offline run under ``run_dir``."""
+def wandb_run(run_dir: Path, *, timeout: float = 10.0) -> dict[str, Any]:
+    """History rows, config, final summary and exit code of the one offline run under ``run_dir``.
+
+    W&B's ``run.finish()`` returns once the run has ended but only publishes the request that
+    closes its stream: wandb-core writes the file's last buffered records (the history among
+    them) a few milliseconds later. So the file is read until it holds the exit record, for at
+    most ``timeout`` seconds (then what is there is returned, and the caller's checks fail).
+    """
     (path,) = sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            records = wandb_records(path)
+        except AssertionError:  # read in the middle of a write
+            records = []
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            break
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     history, config, summary, exit_code = [], {}, {}, None
-    for record in wandb_records(path):
+    for record in records:
         kind = record.WhichOneof("record_type")
         if kind == "history":
             history.append(_items(record.history.item))
