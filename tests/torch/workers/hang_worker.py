@@ -16,7 +16,9 @@ def main() -> None:
     pid_dir = Path(sys.argv[1])
     rank = os.environ.get("RANK", "0")
     (pid_dir / f"rank{rank}.pid").write_text(str(os.getpid()))
-    print(f"rank {rank} hangs", flush=True)
+    # One write of the whole line: the ranks share the pipe, and with PYTHONUNBUFFERED print()
+    # writes the text and its newline apart, so two ranks' lines could interleave.
+    os.write(1, f"rank {rank} hangs\n".encode())
     while True:
         time.sleep(1)
 
