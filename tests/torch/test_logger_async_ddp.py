@@ -40,35 +40,6 @@ def expected_step(step: int) -> list[tuple[int, str, str, str]]:
     ]
 
 
-def test_values_batches_ints_and_recovery(tmp_path: Path) -> None:
-    """Exact values through the asynchronous and the batched paths (integers written as
-    integers), bests that wait for what is in flight, close() with a collective in flight, a
-    skipped step that both ranks report alike before agreeing again, and ranks built with
-    different settings (one launch for all)."""
-    ranks = launch(tmp_path, "values")
-    check_different_settings(tmp_path, ranks)
-    expected = [row for step in range(6) for row in expected_step(step)]
-    assert csv_rows(tmp_path / "async" / "metrics.csv") == [*expected, (6, "train", "loss", "1.0")]
-    for got in ranks:
-        assert got["async"]["best"] == {"value": 3.0, "step": 3, "mode": "min"}
-        assert got["async"]["last"] == {"value": 5.0, "step": 4}
-    expected = [row for step in range(8) for row in expected_step(step)]
-    assert csv_rows(tmp_path / "batched" / "metrics.csv") == expected
-    # The settings compared before the first row, then one row per window.
-    assert ranks[0]["batched"]["counts"] == {"all_gather": 4, "all_gather_object": 1}
-    assert [r["skip"]["raised"][0][0] for r in ranks] == [4, 5]
-    assert [len(r["skip"]["raised"]) for r in ranks] == [1, 1]
-    message = ranks[0]["skip"]["raised"][0][1]
-    assert message == ranks[1]["skip"]["raised"][0][1]
-    assert message.split("\n")[1:] == [
-        "  different steps: step 2 on ranks [0]; step 3 on ranks [1]",
-        "  ranks [0] discard their metrics up to step 3, so that the next sync point agrees again",
-    ]
-    assert csv_rows(tmp_path / "skip" / "metrics.csv") == [
-        (s, "train", "loss", repr(10.0 * s + 0.5)) for s in (0, 1, 4, 5, 6, 7)
-    ]
-
-
 def check_different_settings(tmp_path: Path, ranks: list[dict[str, Any]]) -> None:
     """system_metrics on rank 0 only, or sync_every differing, widens one rank's row: every rank
     raises the same clear error at the sync point after its first (no rank aborted by gloo, no
@@ -97,6 +68,35 @@ def check_different_settings(tmp_path: Path, ranks: list[dict[str, Any]]) -> Non
     # With sync_every=2, rank 1's first sync point is step 2; the next is its close().
     assert [[s for s, _ in r["every"]["raised"]] for r in ranks] == [[2, 3], []]
     assert ranks[0]["every"]["closed"] is None and ranks[1]["every"]["closed"] is not None
+
+
+def test_values_batches_ints_and_recovery(tmp_path: Path) -> None:
+    """Exact values through the asynchronous and the batched paths (integers written as
+    integers), bests that wait for what is in flight, close() with a collective in flight, a
+    skipped step that both ranks report alike before agreeing again, and ranks built with
+    different settings (one launch for all)."""
+    ranks = launch(tmp_path, "values")
+    check_different_settings(tmp_path, ranks)
+    expected = [row for step in range(6) for row in expected_step(step)]
+    assert csv_rows(tmp_path / "async" / "metrics.csv") == [*expected, (6, "train", "loss", "1.0")]
+    for got in ranks:
+        assert got["async"]["best"] == {"value": 3.0, "step": 3, "mode": "min"}
+        assert got["async"]["last"] == {"value": 5.0, "step": 4}
+    expected = [row for step in range(8) for row in expected_step(step)]
+    assert csv_rows(tmp_path / "batched" / "metrics.csv") == expected
+    # The settings compared before the first row, then one row per window.
+    assert ranks[0]["batched"]["counts"] == {"all_gather": 4, "all_gather_object": 1}
+    assert [r["skip"]["raised"][0][0] for r in ranks] == [4, 5]
+    assert [len(r["skip"]["raised"]) for r in ranks] == [1, 1]
+    message = ranks[0]["skip"]["raised"][0][1]
+    assert message == ranks[1]["skip"]["raised"][0][1]
+    assert message.split("\n")[1:] == [
+        "  different steps: step 2 on ranks [0]; step 3 on ranks [1]",
+        "  ranks [0] discard their metrics up to step 3, so that the next sync point agrees again",
+    ]
+    assert csv_rows(tmp_path / "skip" / "metrics.csv") == [
+        (s, "train", "loss", repr(10.0 * s + 0.5)) for s in (0, 1, 4, 5, 6, 7)
+    ]
 
 
 def test_sigterm_stop_and_missing_rank(tmp_path: Path) -> None:
